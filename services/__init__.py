@@ -1,0 +1,1 @@
+"""govflow services: the pure domain (core), the runtime, and one package per department."""

@@ -1,0 +1,1 @@
+"""Pure domain: catalog, calendar, events, topics. No Kafka or SimPy imports here."""

@@ -1,0 +1,1 @@
+"""Runtime adapters shared by the department services (settings, later Faust and metrics)."""

@@ -1,0 +1,69 @@
+"""Runtime configuration from the environment (prefix ``GOVFLOW_``).
+
+Every process of the twin — the CLI, each department worker, the replay — reads the
+same settings, so one environment (a shell, a compose file) configures them all.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from services.core.errors import InputError
+
+
+class Settings(BaseSettings):
+    """``GOVFLOW_BROKER_URL=kafka://kafka:9092 govflow up`` etc."""
+
+    model_config = SettingsConfigDict(env_prefix="GOVFLOW_", extra="ignore")
+
+    broker_url: str | None = Field(
+        default=None,
+        description="Kafka bootstrap URL (kafka://host:port). Unset: start the embedded broker.",
+    )
+    broker_port: int = Field(
+        default=0, ge=0, le=65535, description="Port of the embedded broker; 0 picks a free one."
+    )
+    speed: float = Field(
+        default=8640.0,
+        gt=0,
+        description="Sim seconds per wall second in live replay (8640: one calendar day in 10 s).",
+    )
+    metrics_port: int = Field(
+        default=9300,
+        ge=0,
+        le=65535,
+        description="First metrics port; services take consecutive ports. 0: free ports.",
+    )
+    data_dir: Path = Field(
+        default=Path(".govflow"), description="Pids, ports and logs of `govflow up`."
+    )
+    topic_prefix: str = Field(default="govflow", pattern=r"^[a-z][a-z0-9_-]*$")
+    catalog_path: Path | None = Field(
+        default=None, description="Another catalog YAML instead of the shipped one."
+    )
+
+    @field_validator("broker_url")
+    @classmethod
+    def _broker_url_shape(cls, url: str | None) -> str | None:
+        if url is None or url == "":
+            return None
+        if "://" not in url:
+            url = f"kafka://{url}"
+        scheme, _, rest = url.partition("://")
+        host, _, port = rest.rpartition(":")
+        if scheme != "kafka" or not host or not port.isdigit():
+            raise ValueError(f"broker URL {url!r} must look like kafka://host:port")
+        return url
+
+
+def load_settings() -> Settings:
+    """Settings from the environment; a bad variable is an :class:`InputError` naming it."""
+    try:
+        return Settings()
+    except ValidationError as exc:
+        first = exc.errors(include_url=False)[0]
+        name = "GOVFLOW_" + str(first["loc"][0]).upper() if first["loc"] else "GOVFLOW_*"
+        raise InputError("environment", name, first["msg"]) from None

@@ -1,0 +1,4 @@
+"""供水企业 — water: connections, complaints, account transfer.
+
+The department's steps are the catalog's (``services/core/data/catalog.yaml``).
+"""

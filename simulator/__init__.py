@@ -1,0 +1,1 @@
+"""Capacity engine (SimPy) and demand replay."""

@@ -1,0 +1,72 @@
+"""Topic wiring from the catalog DAG, and settings from the environment."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from services.core.catalog import default_catalog
+from services.core.errors import InputError
+from services.core.topics import Topics
+from services.runtime.settings import load_settings
+
+
+def test_department_inputs_follow_the_dag():
+    topics = Topics()
+    catalog = default_catalog()
+    # police engraves seals after registration only
+    assert topics.inputs_of(catalog, "police") == ("govflow.dept.registry",)
+    # tax: entry steps (清税, rebates, …), after registration and property acceptance, and
+    # its own topic (a rebate's review follows its own declaration step)
+    tax = topics.inputs_of(catalog, "tax")
+    assert set(tax) == {
+        "govflow.submissions",
+        "govflow.dept.registry",
+        "govflow.dept.property",
+        "govflow.dept.tax",
+    }
+    # telecom only transfers accounts after the property registration
+    assert topics.inputs_of(catalog, "telecom") == ("govflow.dept.property",)
+    assert "govflow.deadletter" in topics.all(catalog)
+    assert len(topics.all(catalog)) == 3 + len(catalog.departments)
+
+
+def test_topic_prefix_is_checked():
+    assert Topics("shangrao-test").cases == "shangrao-test.cases"
+    with pytest.raises(ValueError, match="prefix"):
+        Topics("Bad Prefix")
+
+
+def test_settings_from_environment(monkeypatch):
+    monkeypatch.setenv("GOVFLOW_BROKER_URL", "kafka:9092")
+    monkeypatch.setenv("GOVFLOW_SPEED", "2880")
+    monkeypatch.setenv("GOVFLOW_DATA_DIR", "/tmp/govflow-x")
+    settings = load_settings()
+    assert settings.broker_url == "kafka://kafka:9092"
+    assert settings.speed == 2880.0
+    assert settings.data_dir == Path("/tmp/govflow-x")
+
+
+def test_defaults_use_the_embedded_broker(monkeypatch):
+    for name in ("GOVFLOW_BROKER_URL", "GOVFLOW_SPEED", "GOVFLOW_DATA_DIR"):
+        monkeypatch.delenv(name, raising=False)
+    settings = load_settings()
+    assert settings.broker_url is None
+    assert settings.topic_prefix == "govflow"
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "reason"),
+    [
+        ("GOVFLOW_BROKER_URL", "http://kafka:9092", "kafka://host:port"),
+        ("GOVFLOW_SPEED", "-3", "greater than 0"),
+        ("GOVFLOW_METRICS_PORT", "70000", "less than or equal"),
+    ],
+)
+def test_bad_environment_names_the_variable(monkeypatch, name, value, reason):
+    monkeypatch.setenv(name, value)
+    with pytest.raises(InputError) as info:
+        load_settings()
+    assert info.value.field == name
+    assert reason in info.value.reason
