@@ -26,7 +26,9 @@ Two calendars exist:
 * :class:`ContinuousCalendar` — 24/7 (customs clearance is measured in clock hours).
 
 All instants are timezone-aware and returned in Asia/Shanghai (UTC+8, no DST since
-1991, so local wall-clock arithmetic is exact).
+1991, so local wall-clock arithmetic is exact).  Hot paths (the simulation engine, the
+live services' clerk pools) use the numeric twins ``clock_at(posix_seconds)`` and
+``posix_at(w)``, which agree with the datetime API to the microsecond.
 """
 
 from __future__ import annotations
@@ -40,10 +42,14 @@ from typing import Protocol
 from zoneinfo import ZoneInfo
 
 import chinese_calendar
+import numpy as np
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 _US_PER_SECOND = 1_000_000
 _US_PER_DAY = 86_400 * _US_PER_SECOND
+#: Asia/Shanghai is UTC+8 without DST since 1992, which covers every calendar here.
+_UTC_OFFSET_S = 8 * 3600
+_EPOCH = date(1970, 1, 1)
 
 #: Default office hours of a Shangrao administrative service centre (行政服务中心):
 #: 08:30–12:00 and 14:00–17:30, i.e. a 7-hour working day.  Configurable per
@@ -76,6 +82,12 @@ class WorkingCalendar(Protocol):
 
     def is_working_day(self, day: date) -> bool: ...
     def working_clock(self, t: datetime) -> int: ...
+    def clock_at(self, posix: float) -> int: ...
+    def clock_at_many(self, posix: np.ndarray) -> np.ndarray: ...
+    def posix_at_many(self, w: np.ndarray, *, at_start: bool = False) -> np.ndarray: ...
+    @property
+    def day_us(self) -> int: ...
+    def posix_at(self, w: int, *, at_start: bool = False) -> float: ...
     def from_working_clock(self, w: int, *, at_start: bool = False) -> datetime: ...
     def add_working(self, start: datetime, duration: timedelta) -> datetime: ...
     def working_between(self, a: datetime, b: datetime) -> timedelta: ...
@@ -216,6 +228,17 @@ class OfficeCalendar(_CalendarOps):
         self.working_day = timedelta(microseconds=total)
         self._table = _day_table(first, last, observe_public_holidays)
         self._anchor = datetime.combine(first, time())
+        self._anchor_epoch_day = (first - _EPOCH).days
+        # flattened tables for the numeric hot path
+        self._prefix = self._table.prefix
+        self._flags = self._table.flags
+        self._workdays = self._table.workdays
+        self._n_days = len(self._flags)
+        self._n_workdays = len(self._workdays)
+        self._shifts = tuple(
+            (s, e, before, before + e - s)
+            for (s, e), before in zip(self._bounds, self._cum_before, strict=True)
+        )
 
     def __repr__(self) -> str:
         hours = ", ".join(f"{s:%H:%M}–{e:%H:%M}" for s, e in self.shifts)
@@ -264,25 +287,108 @@ class OfficeCalendar(_CalendarOps):
         default the earliest is returned (the moment work *finishes*); with
         ``at_start=True`` the latest (the moment work can *start*).
         """
+        day_offset, tod = self._locate(w, at_start)
+        naive = self._anchor + timedelta(days=day_offset, microseconds=tod)
+        return naive.replace(tzinfo=SHANGHAI)
+
+    # The two numeric functions below are the engines' hot path: plain integer
+    # arithmetic on precomputed tuples, no datetime objects.
+
+    def clock_at(self, posix: float) -> int:
+        """Working clock at a POSIX timestamp (seconds); same value as :meth:`working_clock`."""
+        day, tod = divmod(round((posix + _UTC_OFFSET_S) * _US_PER_SECOND), _US_PER_DAY)
+        i = day - self._anchor_epoch_day
+        if i < 0 or i >= self._n_days:
+            raise CalendarRangeError(
+                f"{_EPOCH + timedelta(days=day)} is outside this calendar's data "
+                f"({self._table.first}–{self._table.last})"
+            )
+        w = self._prefix[i] * self._day_us
+        if self._flags[i]:
+            for s, e, _, _ in self._shifts:
+                if tod <= s:
+                    break
+                w += (tod if tod < e else e) - s
+        return w
+
+    def posix_at(self, w: int, *, at_start: bool = False) -> float:
+        """POSIX timestamp (seconds) of working clock ``w`` (see :meth:`from_working_clock`)."""
+        day_offset, tod = self._locate(w, at_start)
+        return ((self._anchor_epoch_day + day_offset) * _US_PER_DAY + tod) / _US_PER_SECOND - (
+            _UTC_OFFSET_S
+        )
+
+    def _locate(self, w: int, at_start: bool) -> tuple[int, int]:
+        """(day offset from the first day, microseconds into that day) of working clock ``w``."""
         if w < 0:
             raise CalendarRangeError("working clock before the calendar's first day")
         k, r = divmod(w, self._day_us)
         if r == 0 and not at_start and k > 0:
             k, r = k - 1, self._day_us
-        if k >= len(self._table.workdays):
+        if k >= self._n_workdays:
             raise CalendarRangeError(
                 f"working time runs past this calendar's last day ({self._table.last})"
             )
-        day = self._table.first + timedelta(days=self._table.workdays[k])
-        for (s, e), before in zip(self._bounds, self._cum_before, strict=True):
-            length = e - s
-            if r < before + length or (r == before + length and not at_start):
-                tod = s + (r - before)
-                break
-        else:  # pragma: no cover - divmod keeps r below a full day
-            raise AssertionError(f"working clock {w} does not map into a shift")
-        naive = datetime.combine(day, time()) + timedelta(microseconds=tod)
-        return naive.replace(tzinfo=SHANGHAI)
+        for s, _, before, end in self._shifts:
+            if r < end or (r == end and not at_start):
+                return self._workdays[k], s + (r - before)
+        raise AssertionError(f"working clock {w} does not map into a shift")  # pragma: no cover
+
+    def clock_at_many(self, posix: np.ndarray) -> np.ndarray:
+        """Vectorised :meth:`clock_at` (int64 microseconds) for arrays of timestamps."""
+        local_us = np.rint((np.asarray(posix, dtype=float) + _UTC_OFFSET_S) * 1e6).astype(np.int64)
+        day, tod = np.divmod(local_us, _US_PER_DAY)
+        i = day - self._anchor_epoch_day
+        if i.size and (i.min() < 0 or i.max() >= len(self._table.flags)):
+            raise CalendarRangeError(
+                f"timestamps outside this calendar's data ({self._table.first}–{self._table.last})"
+            )
+        prefix, flags = self._arrays()
+        within = np.zeros_like(tod)
+        for s, e in self._bounds:
+            within += np.clip(tod - s, 0, e - s)
+        return prefix[i] * self._day_us + np.where(flags[i], within, 0)
+
+    def posix_at_many(self, w: np.ndarray, *, at_start: bool = False) -> np.ndarray:
+        """Vectorised :meth:`posix_at` for an array of working-clock values."""
+        w = np.asarray(w, dtype=np.int64)
+        k, r = np.divmod(w, self._day_us)
+        if not at_start:
+            back = (r == 0) & (k > 0)
+            k = k - back
+            r = np.where(back, self._day_us, r)
+        workdays = self._workday_array()
+        if k.size and (k.min() < 0 or k.max() >= len(workdays)):
+            raise CalendarRangeError(
+                f"working time outside this calendar ({self._table.first}–{self._table.last})"
+            )
+        before = np.asarray(self._cum_before, dtype=np.int64)
+        ends = before + np.asarray([e - s for s, e in self._bounds], dtype=np.int64)
+        starts = np.asarray([s for s, _ in self._bounds], dtype=np.int64)
+        j = np.searchsorted(ends, r, side="right" if at_start else "left")
+        tod = starts[j] + (r - before[j])
+        local_us = (self._anchor_epoch_day + workdays[k]) * _US_PER_DAY + tod
+        return local_us / 1e6 - _UTC_OFFSET_S
+
+    def _workday_array(self) -> np.ndarray:
+        cached = getattr(self, "_np_workdays", None)
+        if cached is None:
+            cached = self._np_workdays = np.asarray(self._table.workdays, dtype=np.int64)
+        return cached
+
+    def _arrays(self) -> tuple[np.ndarray, np.ndarray]:
+        cached = getattr(self, "_np_tables", None)
+        if cached is None:
+            cached = (
+                np.asarray(self._table.prefix[:-1], dtype=np.int64),
+                np.asarray(self._table.flags, dtype=bool),
+            )
+            self._np_tables = cached
+        return cached
+
+    @property
+    def day_us(self) -> int:
+        return self._day_us
 
     def working_days_in(self, first: date, last: date) -> int:
         """Number of working days in the closed range ``[first, last]``."""
@@ -290,6 +396,17 @@ class OfficeCalendar(_CalendarOps):
             self._table.prefix[self._day_index(last) + 1]
             - self._table.prefix[self._day_index(first)]
         )
+
+    def day_kind(self, day: date) -> str:
+        """``workday``, ``makeup`` (a weekend 调休 working day), ``weekend`` or ``holiday``."""
+        working = self.is_working_day(day)
+        if working:
+            return "workday" if day.weekday() < 5 else "makeup"
+        if self.observe_public_holidays:
+            _, holiday_name = chinese_calendar.get_holiday_detail(day)
+            if holiday_name is not None:
+                return "holiday"
+        return "weekend" if day.weekday() >= 5 else "holiday"
 
     def next_working_day(self, day: date) -> date:
         """The first working day on or after ``day``."""
@@ -307,6 +424,7 @@ class ContinuousCalendar(_CalendarOps):
         self.name = name
         self.working_day = timedelta(days=1)
         self._anchor = datetime(2000, 1, 1)
+        self._anchor_posix = datetime(2000, 1, 1, tzinfo=SHANGHAI).timestamp()
 
     def __repr__(self) -> str:
         return "ContinuousCalendar()"
@@ -319,6 +437,22 @@ class ContinuousCalendar(_CalendarOps):
 
     def from_working_clock(self, w: int, *, at_start: bool = False) -> datetime:
         return (self._anchor + timedelta(microseconds=w)).replace(tzinfo=SHANGHAI)
+
+    def clock_at(self, posix: float) -> int:
+        return round((posix - self._anchor_posix) * _US_PER_SECOND)
+
+    def clock_at_many(self, posix: np.ndarray) -> np.ndarray:
+        return np.rint((np.asarray(posix, dtype=float) - self._anchor_posix) * 1e6).astype(np.int64)
+
+    def posix_at_many(self, w: np.ndarray, *, at_start: bool = False) -> np.ndarray:
+        return self._anchor_posix + np.asarray(w, dtype=np.int64) / 1e6
+
+    @property
+    def day_us(self) -> int:
+        return _US_PER_DAY
+
+    def posix_at(self, w: int, *, at_start: bool = False) -> float:
+        return self._anchor_posix + w / _US_PER_SECOND
 
 
 def at_shanghai(year: int, month: int, day: int, hour: int = 0, minute: int = 0) -> datetime:

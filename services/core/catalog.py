@@ -179,18 +179,8 @@ class Matter(_Model):
     def _dag_is_sound(self) -> Matter:
         if self.kind == "workflow" and not self.steps:
             raise ValueError("a workflow matter needs at least one step")
-        ids = [s.id for s in self.steps]
-        duplicates = sorted({i for i in ids if ids.count(i) > 1})
-        if duplicates:
-            raise ValueError(f"duplicate step id(s) {duplicates}")
-        known = set(ids)
-        for step in self.steps:
-            for dep in step.depends_on:
-                if dep not in known:
-                    raise ValueError(f"step {step.id!r} depends on unknown step {dep!r}")
-                if dep == step.id:
-                    raise ValueError(f"step {step.id!r} depends on itself")
-        self._topological_order()  # raises on a cycle
+        check_step_graph(self.steps)
+        known = {s.id for s in self.steps}
         for group in (self.targets, self.baseline):
             for target in group:
                 for ref in target.scope_steps():
@@ -213,27 +203,21 @@ class Matter(_Model):
         return self
 
     def _topological_order(self) -> tuple[Step, ...]:
-        by_id = {s.id: s for s in self.steps}
-        indegree = {s.id: len(s.depends_on) for s in self.steps}
-        ready = [s.id for s in self.steps if not s.depends_on]
-        order: list[Step] = []
-        while ready:
-            sid = ready.pop(0)
-            order.append(by_id[sid])
-            for other in self.steps:
-                if sid in other.depends_on:
-                    indegree[other.id] -= 1
-                    if indegree[other.id] == 0:
-                        ready.append(other.id)
-        if len(order) != len(self.steps):
-            stuck = sorted(set(by_id) - {s.id for s in order})
-            raise ValueError(f"steps {stuck} form a dependency cycle")
-        return tuple(order)
+        return check_step_graph(self.steps)
 
     @cached_property
     def ordered_steps(self) -> tuple[Step, ...]:
         """Steps in a topological order (predecessors first)."""
         return self._topological_order()
+
+    def with_steps(self, steps: tuple[Step, ...]) -> Matter:
+        """The same matter and targets run through another step graph (a process
+        variant, e.g. the 2020 serial process).  Step-count targets are *not* enforced:
+        a baseline process may well miss them — that is what a comparison shows."""
+        check_step_graph(steps)
+        fields = {name: getattr(self, name) for name in type(self).model_fields}
+        fields["steps"] = tuple(steps)
+        return type(self).model_construct(**fields)
 
     def step(self, step_id: str) -> Step:
         for s in self.steps:
@@ -274,6 +258,38 @@ class Matter(_Model):
 class County(_Model):
     id: Identifier
     name: str
+
+
+def check_step_graph(steps: tuple[Step, ...]) -> tuple[Step, ...]:
+    """Validate a step graph (unique ids, known dependencies, no cycle); return it in a
+    topological order (predecessors first, otherwise in the given order)."""
+    ids = [s.id for s in steps]
+    duplicates = sorted({i for i in ids if ids.count(i) > 1})
+    if duplicates:
+        raise ValueError(f"duplicate step id(s) {duplicates}")
+    known = set(ids)
+    for step in steps:
+        for dep in step.depends_on:
+            if dep not in known:
+                raise ValueError(f"step {step.id!r} depends on unknown step {dep!r}")
+            if dep == step.id:
+                raise ValueError(f"step {step.id!r} depends on itself")
+    by_id = {s.id: s for s in steps}
+    indegree = {s.id: len(s.depends_on) for s in steps}
+    ready = [s.id for s in steps if not s.depends_on]
+    order: list[Step] = []
+    while ready:
+        sid = ready.pop(0)
+        order.append(by_id[sid])
+        for other in steps:
+            if sid in other.depends_on:
+                indegree[other.id] -= 1
+                if indegree[other.id] == 0:
+                    ready.append(other.id)
+    if len(order) != len(steps):
+        stuck = sorted(set(by_id) - {s.id for s in order})
+        raise ValueError(f"steps {stuck} form a dependency cycle")
+    return tuple(order)
 
 
 class Department(_Model):

@@ -181,3 +181,37 @@ def test_plain_weekday_calendar_ignores_holidays():
     assert cal.is_working_day(date(2021, 10, 1))  # National Day is a Friday
     assert not cal.is_working_day(date(2021, 10, 9))  # a make-up Saturday is not
     assert cal.is_working_day(date(2030, 1, 2))  # beyond the holiday data
+
+
+@settings(max_examples=300, deadline=None)
+@given(calendars, instants, durations)
+def test_numeric_path_agrees_with_datetimes(cal, t, d):
+    t = t.replace(microsecond=0)
+    w = cal.working_clock(t)
+    assert cal.clock_at(t.timestamp()) == w
+    done = cal.add_working(t, d)
+    assert cal.posix_at(w + d // timedelta(microseconds=1)) == pytest.approx(
+        done.timestamp(), abs=1e-6
+    )
+    assert cal.posix_at(w, at_start=True) == pytest.approx(cal.next_open(t).timestamp(), abs=1e-6)
+
+
+@settings(max_examples=50, deadline=None)
+@given(calendars, st.lists(instants, min_size=1, max_size=20))
+def test_vectorised_clock_agrees(cal, ts):
+    import numpy as np
+
+    posix = np.array([t.replace(microsecond=0).timestamp() for t in ts])
+    assert cal.clock_at_many(posix).tolist() == [cal.clock_at(p) for p in posix]
+
+
+@settings(max_examples=50, deadline=None)
+@given(calendars, st.lists(st.integers(0, 10**17), min_size=1, max_size=20), st.booleans())
+def test_vectorised_posix_agrees(cal, offsets, at_start):
+    import numpy as np
+
+    base = cal.clock_at(at_shanghai(2019, 1, 2).timestamp())
+    ws = [base + o % (700 * cal.day_us) for o in offsets]
+    got = cal.posix_at_many(np.array(ws), at_start=at_start)
+    want = [cal.posix_at(w, at_start=at_start) for w in ws]
+    assert np.allclose(got, want, rtol=0, atol=1e-6)

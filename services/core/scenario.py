@@ -1,0 +1,384 @@
+"""Scenarios: demand, staffing, step timing, branches and process variants, as validated data.
+
+A scenario says *how much* work arrives and *who* does it; the catalog says *what* the
+work is and *which targets* it must meet.  Both engines read the same scenario: the
+capacity engine simulates it, the live services take their clerk pools and step timing
+from it, and the replay publishes its demand.
+
+Validation is against a catalog (passed in the validation context): demand and timing
+name real matters and steps, every department a demanded matter uses is staffed in
+every county, shares sum to one, the horizon lies inside the calendar's data.  Errors
+name the file, the field path and the reason.
+"""
+
+from __future__ import annotations
+
+from datetime import date, time, timedelta
+from functools import cached_property
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+
+from services.core.calendar import (
+    DEFAULT_OFFICE_HOURS,
+    HOLIDAY_DATA_FIRST,
+    HOLIDAY_DATA_LAST,
+    ContinuousCalendar,
+    OfficeCalendar,
+    WorkingCalendar,
+)
+from services.core.catalog import Catalog, Matter, Step, read_yaml
+from services.core.errors import InputError, from_validation_error
+from services.core.timing import Distribution
+
+NonNegative = Annotated[float, Field(ge=0)]
+Probability = Annotated[float, Field(ge=0, le=1)]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _parse_hours(value: object) -> object:
+    """``[["08:30", "12:00"], …]`` → tuples of :class:`time`."""
+    if isinstance(value, list | tuple):
+        out = []
+        for pair in value:
+            if isinstance(pair, str) and "-" in pair:
+                pair = pair.split("-", 1)
+            out.append(tuple(time.fromisoformat(p) if isinstance(p, str) else p for p in pair))
+        return tuple(out)
+    return value
+
+
+class Horizon(_Model):
+    start: date
+    end: date  # inclusive
+
+    @model_validator(mode="after")
+    def _non_empty(self) -> Horizon:
+        if self.end < self.start:
+            raise ValueError(f"empty horizon: end {self.end} is before start {self.start}")
+        if self.start < HOLIDAY_DATA_FIRST or self.end > HOLIDAY_DATA_LAST:
+            raise ValueError(
+                f"horizon {self.start}–{self.end} is outside the holiday data "
+                f"({HOLIDAY_DATA_FIRST}–{HOLIDAY_DATA_LAST})"
+            )
+        return self
+
+    @property
+    def days(self) -> int:
+        return (self.end - self.start).days + 1
+
+
+class Peak(_Model):
+    """A day-of-month window with more demand (e.g. the tax filing period after a quarter)."""
+
+    months: tuple[Annotated[int, Field(ge=1, le=12)], ...] = Field(min_length=1)
+    first_day: int = Field(ge=1, le=31)
+    last_day: int = Field(ge=1, le=31)
+    factor: float = Field(gt=0)
+
+
+class DemandProfile(_Model):
+    """Relative demand by month, weekday (Mon..Sun), public holiday and hour of day."""
+
+    month: tuple[NonNegative, ...] = Field(default=(1.0,) * 12, min_length=12, max_length=12)
+    weekday: tuple[NonNegative, ...] = Field(
+        default=(1.0, 1.0, 1.0, 1.0, 1.0, 0.0, 0.0), min_length=7, max_length=7
+    )
+    holiday: NonNegative = 0.0
+    hour: tuple[NonNegative, ...] = Field(default=(1.0,) * 24, min_length=24, max_length=24)
+    peaks: tuple[Peak, ...] = ()
+
+    @model_validator(mode="after")
+    def _some_demand(self) -> DemandProfile:
+        if sum(self.month) <= 0 or sum(self.hour) <= 0 or (sum(self.weekday) + self.holiday) <= 0:
+            raise ValueError("a profile needs some positive weight in month, weekday and hour")
+        return self
+
+
+class Segment(_Model):
+    """A share of a matter's cases with its own targets (``applies_to``) and speed:
+    ``time_scale`` multiplies its clerk time and lags (0.5: twice as fast)."""
+
+    name: str
+    share: float = Field(gt=0, le=1)
+    time_scale: float = Field(default=1.0, gt=0)
+
+
+class MatterDemand(_Model):
+    per_year: NonNegative
+    profile: str = "office"
+    segments: tuple[Segment, ...] = ()
+
+    @field_validator("segments")
+    @classmethod
+    def _shares(cls, segments: tuple[Segment, ...]) -> tuple[Segment, ...]:
+        if sum(s.share for s in segments) > 1 + 1e-9:
+            raise ValueError("segment shares add up to more than 1")
+        return segments
+
+
+class Staffing(_Model):
+    """Clerks of one department per county, and the hours they work."""
+
+    calendar: Literal["office", "24x7"] = "office"
+    office_hours: tuple[tuple[time, time], ...] | None = None
+    clerks: dict[str, Annotated[int, Field(ge=0)]]
+
+    _hours = field_validator("office_hours", mode="before")(_parse_hours)
+
+
+class Branch(_Model):
+    """A branch taken with ``probability``, optionally costing a delay."""
+
+    probability: Probability
+    delay: Distribution | None = None
+
+
+class StepTiming(_Model):
+    """How long one step takes and which branches it may take.
+
+    ``service``: clerk working time (service and approval steps); ``lag``: time after
+    the service without a clerk (site visits, internal circulation); ``duration``: an
+    external step's length; ``rework``: 容缺 — materials missing, the applicant returns
+    after ``delay`` and the step repeats; ``reject``: the step rejects the case (e.g. tax
+    refuses a transfer); ``block``: the step waits ``delay`` before it can start (e.g.
+    utility arrears to be settled).
+    """
+
+    service: Distribution | None = None
+    lag: Distribution | None = None
+    duration: Distribution | None = None
+    rework: Branch | None = None
+    reject: Branch | None = None
+    block: Branch | None = None
+
+    @model_validator(mode="after")
+    def _rework_ends(self) -> StepTiming:
+        if self.service is not None and self.service.unit == "calendar_days":
+            raise ValueError("service is clerk working time: use minutes, hours or working_days")
+        if self.rework is not None and self.rework.probability >= 1:
+            raise ValueError("rework.probability must be below 1 (the step must end)")
+        if self.block is not None and self.block.probability > 0 and self.block.delay is None:
+            raise ValueError("block needs a delay (e.g. the arrears settlement time)")
+        return self
+
+
+class ProcessVariant(_Model):
+    """Another step graph for a matter (e.g. the 2020 serial process with more steps)."""
+
+    steps: tuple[Step, ...] = Field(min_length=1)
+
+
+class Scenario(_Model):
+    name: str
+    description: str = ""
+    horizon: Horizon
+    warmup_days: int = Field(default=0, ge=0)
+    seed: int = 0
+    office_hours: tuple[tuple[time, time], ...] = DEFAULT_OFFICE_HOURS
+    counties: dict[str, Annotated[float, Field(gt=0)]]
+    profiles: dict[str, DemandProfile] = Field(default_factory=dict)
+    demand: dict[str, MatterDemand]
+    departments: dict[str, Staffing]
+    timing: dict[str, dict[str, StepTiming]]
+    process: dict[str, ProcessVariant] = Field(default_factory=dict)
+
+    _hours = field_validator("office_hours", mode="before")(_parse_hours)
+
+    @model_validator(mode="after")
+    def _consistent_with_catalog(self, info: ValidationInfo) -> Scenario:
+        catalog: Catalog | None = (info.context or {}).get("catalog")
+        total = sum(self.counties.values())
+        if abs(total - 1) > 1e-6:
+            raise ValueError(f"counties: demand shares add up to {total:g}, not 1")
+        if self.warmup_days >= self.horizon.days:
+            raise ValueError("warmup_days must be shorter than the horizon")
+        for matter_id, demand in self.demand.items():
+            if demand.profile not in self.profiles and demand.profile != "flat":
+                raise ValueError(
+                    f"demand.{matter_id}.profile: unknown profile {demand.profile!r} "
+                    f"(known: {', '.join(sorted(self.profiles)) or 'none'}, flat)"
+                )
+        if catalog is not None:
+            self._check_against(catalog)
+        return self
+
+    def _check_against(self, catalog: Catalog) -> None:
+        unknown_counties = sorted(set(self.counties) - catalog.county_ids)
+        if unknown_counties:
+            raise ValueError(f"counties: unknown county {unknown_counties[0]!r}")
+        departments = {d.id for d in catalog.departments}
+        for dept, staffing in self.departments.items():
+            if dept not in departments:
+                raise ValueError(f"departments.{dept}: unknown department")
+            for county in staffing.clerks:
+                if county != "default" and county not in catalog.county_ids:
+                    raise ValueError(f"departments.{dept}.clerks.{county}: unknown county")
+        for matter_id in (*self.demand, *self.timing, *self.process):
+            try:
+                catalog.matter(matter_id)
+            except KeyError:
+                raise ValueError(f"{matter_id}: unknown matter {matter_id!r}") from None
+        for matter_id, variant in self.process.items():
+            try:
+                catalog.matter(matter_id).with_steps(variant.steps)
+            except ValueError as exc:
+                raise ValueError(f"process.{matter_id}: {exc}") from None
+            for step in variant.steps:
+                if step.department not in departments:
+                    raise ValueError(
+                        f"process.{matter_id}.steps: unknown department {step.department!r}"
+                    )
+        for matter_id, demand in self.demand.items():
+            if demand.per_year == 0:
+                continue
+            matter = self.matter(catalog, matter_id)
+            if matter.kind != "workflow":
+                raise ValueError(f"demand.{matter_id}: {matter_id} is not a workflow")
+            timings = self.timing.get(matter_id, {})
+            for step_id in timings:
+                if step_id not in {s.id for s in matter.steps}:
+                    raise ValueError(f"timing.{matter_id}.{step_id}: {matter_id} has no such step")
+            for step in matter.steps:
+                timing = timings.get(step.id)
+                if timing is None:
+                    raise ValueError(f"timing.{matter_id}.{step.id}: no timing for this step")
+                needed = "duration" if step.kind == "external" else "service"
+                if getattr(timing, needed) is None:
+                    raise ValueError(
+                        f"timing.{matter_id}.{step.id}.{needed}: a {step.kind} step needs it"
+                    )
+                staffing = self.departments.get(step.department)
+                if step.kind != "external":
+                    if staffing is None:
+                        raise ValueError(
+                            f"departments.{step.department}: not staffed, but {matter_id} "
+                            f"step {step.id} needs it"
+                        )
+                    for county in self.counties:
+                        if self.clerks(step.department, county) < 1:
+                            raise ValueError(
+                                f"departments.{step.department}.clerks.{county}: no clerk, "
+                                f"but {matter_id} step {step.id} needs one"
+                            )
+
+    # -- derived ----------------------------------------------------------------------
+
+    def matter(self, catalog: Catalog, matter_id: str) -> Matter:
+        """The catalog's matter with this scenario's process variant applied."""
+        matter = catalog.matter(matter_id)
+        variant = self.process.get(matter_id)
+        return matter.with_steps(variant.steps) if variant else matter
+
+    def clerks(self, department: str, county: str) -> int:
+        staffing = self.departments.get(department)
+        if staffing is None:
+            return 0
+        return staffing.clerks.get(county, staffing.clerks.get("default", 0))
+
+    @cached_property
+    def office_calendar(self) -> OfficeCalendar:
+        """The calendar the plan's working days are measured on."""
+        return OfficeCalendar(self.office_hours, name="office")
+
+    def calendar(self, department: str) -> WorkingCalendar:
+        """The calendar a department works on (cached per scenario)."""
+        cache = self.__dict__.setdefault("_calendars", {})
+        if department not in cache:
+            staffing = self.departments.get(department)
+            if staffing is not None and staffing.calendar == "24x7":
+                cache[department] = ContinuousCalendar(name=f"{department}:24x7")
+            elif staffing is not None and staffing.office_hours:
+                cache[department] = OfficeCalendar(staffing.office_hours, name=department)
+            else:
+                cache[department] = self.office_calendar
+        return cache[department]
+
+    def profile(self, name: str) -> DemandProfile:
+        return self.profiles.get(name, DemandProfile()) if name != "flat" else FLAT_PROFILE
+
+    def with_clerks(self, clerks: dict[tuple[str, str], int]) -> Scenario:
+        """A copy with some (department, county) pools resized (used by the planner)."""
+        departments = {d: dict(s.clerks) for d, s in self.departments.items()}
+        for (dept, county), n in clerks.items():
+            departments[dept][county] = n
+        staffed = {
+            d: s.model_copy(update={"clerks": departments[d]}) for d, s in self.departments.items()
+        }
+        return self.model_copy(update={"departments": staffed})
+
+    def end_of_horizon(self) -> date:
+        return self.horizon.end
+
+    def measured_from(self) -> date:
+        return self.horizon.start + timedelta(days=self.warmup_days)
+
+
+#: Round-the-clock demand, every day alike (queueing-theory validation, customs).
+FLAT_PROFILE = DemandProfile(weekday=(1.0,) * 7, holiday=1.0)
+
+
+def load_scenario(path: Path | str, catalog: Catalog) -> Scenario:
+    """Load and validate a scenario file against a catalog; errors name file, field, reason.
+
+    A scenario may name a ``base`` scenario file (relative to itself): the base is loaded
+    first and this file's mappings are merged into it, key by key (lists and values
+    replace).  The 2020 baseline thus states only what the reform changed.
+    """
+    path = Path(path)
+    return scenario_from_dict(read_scenario_data(path), catalog, source=str(path))
+
+
+def read_scenario_data(path: Path, _seen: tuple[Path, ...] = ()) -> dict:
+    """The scenario file's mapping with its ``base`` chain merged in."""
+    data = read_yaml(path)
+    if not isinstance(data, dict):
+        raise InputError(str(path), "", "a scenario must be a mapping (horizon, demand, …)")
+    base = data.pop("base", None)
+    if base is None:
+        return data
+    if not isinstance(base, str):
+        raise InputError(str(path), "base", "must be the path of another scenario file")
+    base_path = (path.parent / base).resolve()
+    if base_path in _seen or base_path == path.resolve():
+        raise InputError(str(path), "base", f"scenario files include each other ({base})")
+    if not base_path.exists():
+        raise InputError(str(path), "base", f"base scenario {base_path} not found")
+    return deep_merge(read_scenario_data(base_path, (*_seen, path.resolve())), data)
+
+
+def deep_merge(base: dict, override: dict) -> dict:
+    """``override`` merged into ``base``: mappings recursively, anything else replaced."""
+    merged = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def scenario_from_dict(data: dict, catalog: Catalog, source: str = "<scenario>") -> Scenario:
+    try:
+        return Scenario.model_validate(data, context={"catalog": catalog})
+    except ValidationError as exc:
+        err = from_validation_error(source, exc)
+        # cross-checks report their own dotted path at the start of the message
+        reason = err.reason.removeprefix("Value error, ")
+        field = err.field
+        head, sep, rest = reason.partition(": ")
+        if sep and not field and " " not in head:
+            field, reason = head, rest
+        raise InputError(source, field, reason) from None

@@ -1,0 +1,114 @@
+"""Demand: when cases of each matter arrive, in which county, in which segment.
+
+Arrivals are a non-homogeneous Poisson process.  Each hour of the horizon gets a weight
+``month × day × hour`` from the matter's profile — day weights distinguish ordinary
+working days (by weekday), 调休 make-up working days (which behave like an average
+working day), weekends and public holidays — times any peak window (e.g. the tax
+filing period after a quarter end).  A matter's yearly volume is spread over the
+hours of a year in proportion to those weights, so a horizon shorter than a year gets
+its share of the volume.  Within an hour, arrival instants are uniform.
+
+Everything is drawn with numpy from streams named after the matter, so the same seed
+gives the same cases — their ids, instants, counties and segments — to the capacity
+engine and to the live replay.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta
+from functools import lru_cache
+
+import numpy as np
+
+from services.core.calendar import SHANGHAI, OfficeCalendar
+from services.core.scenario import DemandProfile, Scenario
+from services.core.timing import stream_seed
+
+
+@dataclass(frozen=True)
+class MatterArrivals:
+    """The cases of one matter, in arrival order (the index is the case's sequence)."""
+
+    matter_id: str
+    submitted: np.ndarray  # POSIX seconds, ascending
+    county: np.ndarray  # index into Scenario.counties (insertion order)
+    segment: np.ndarray  # index into MatterDemand.segments, -1 for none
+
+    def __len__(self) -> int:
+        return len(self.submitted)
+
+    def case_id(self, seq: int) -> str:
+        return case_id(self.matter_id, seq)
+
+
+def case_id(matter_id: str, seq: int) -> str:
+    return f"{matter_id}-{seq:07d}"
+
+
+def midnight(day: date) -> float:
+    return datetime.combine(day, time(), tzinfo=SHANGHAI).timestamp()
+
+
+@lru_cache(maxsize=64)
+def _day_kinds(calendar: OfficeCalendar, first: date, days: int) -> tuple[str, ...]:
+    return tuple(calendar.day_kind(first + timedelta(days=i)) for i in range(days))
+
+
+def hourly_weights(
+    profile: DemandProfile, calendar: OfficeCalendar, first: date, days: int
+) -> np.ndarray:
+    """Relative demand for each hour of ``days`` days from ``first`` (shape ``days*24``)."""
+    kinds = _day_kinds(calendar, first, days)
+    workday_mean = float(np.mean(profile.weekday[:5]))
+    day_w = np.empty(days)
+    for i, kind in enumerate(kinds):
+        day = first + timedelta(days=i)
+        if kind == "workday" or kind == "weekend":
+            w = profile.weekday[day.weekday()]
+        elif kind == "makeup":
+            w = workday_mean
+        else:
+            w = profile.holiday
+        w *= profile.month[day.month - 1]
+        for peak in profile.peaks:
+            if day.month in peak.months and peak.first_day <= day.day <= peak.last_day:
+                w *= peak.factor
+        day_w[i] = w
+    return (day_w[:, None] * np.asarray(profile.hour)[None, :]).ravel()
+
+
+def generate_demand(scenario: Scenario, seed: int) -> dict[str, MatterArrivals]:
+    """Every matter's cases over the scenario's horizon."""
+    calendar = scenario.office_calendar
+    start = scenario.horizon.start
+    days = scenario.horizon.days
+    year_start = date(start.year, 1, 1)
+    year_days = (date(start.year + 1, 1, 1) - year_start).days
+    t0 = midnight(start)
+    counties = list(scenario.counties)
+    shares = np.array([scenario.counties[c] for c in counties])
+    shares = shares / shares.sum()
+    out: dict[str, MatterArrivals] = {}
+    for matter_id, demand in scenario.demand.items():
+        rng = np.random.Generator(np.random.PCG64(stream_seed(seed, "demand", matter_id)))
+        profile = scenario.profile(demand.profile)
+        year_weight = hourly_weights(profile, calendar, year_start, year_days).sum()
+        weights = hourly_weights(profile, calendar, start, days)
+        if demand.per_year == 0 or year_weight == 0:
+            empty = np.empty(0)
+            out[matter_id] = MatterArrivals(matter_id, empty, empty.astype(int), empty.astype(int))
+            continue
+        counts = rng.poisson(demand.per_year * weights / year_weight)
+        hour_index = np.repeat(np.arange(len(weights)), counts)
+        submitted = t0 + hour_index * 3600.0 + rng.random(len(hour_index)) * 3600.0
+        submitted.sort()
+        county = rng.choice(len(counties), size=len(submitted), p=shares)
+        segment = np.full(len(submitted), -1)
+        if demand.segments:
+            p = [s.share for s in demand.segments]
+            p.append(1 - sum(p))
+            segment = rng.choice(len(p), size=len(submitted), p=p)
+            segment[segment == len(demand.segments)] = -1
+        out[matter_id] = MatterArrivals(matter_id, submitted, county, segment)
+    return out

@@ -1,0 +1,452 @@
+"""Monte Carlo: replications over processes, measured against the catalog's targets.
+
+Each replication runs in a worker (``--workers``), is measured there (so only compact
+statistics travel back), and replication 0 may write the step log.  The summary pools
+cases across replications for latency quantiles and uses the spread *between*
+replications for 95% confidence intervals (Student's t), which is the honest interval
+for a simulation whose cases within a run are correlated through shared queues.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from scipy import stats
+
+from services.core.catalog import Catalog, Matter, Target
+from services.core.measure import StepTimes, measure_target
+from services.core.scenario import Scenario
+from services.core.timing import stream_seed
+from simulator.engine import Replication, run_replication
+
+TIME_UNITS = ("working_days", "working_hours", "hours", "calendar_days")
+
+
+def replication_seeds(seed: int, replications: int) -> list[int]:
+    """Independent, reproducible seeds for replications 0..R-1 of a base seed."""
+    return [
+        int(stream_seed(seed, "replication", r).generate_state(1, np.uint64)[0] % 2**63)
+        for r in range(replications)
+    ]
+
+
+# --- one replication -----------------------------------------------------------------
+
+
+@dataclass
+class TargetStats:
+    """One target in one replication."""
+
+    n: int = 0  # cases measured
+    attained: int = 0
+    mean: float = math.nan  # mean measured value
+    structural: float | None = None
+    note: str | None = None
+
+
+@dataclass
+class MatterStats:
+    cases: int
+    rejected: int
+    latency_unit: str
+    latency: np.ndarray  # completed, measured cases, in latency_unit
+    targets: list[TargetStats]
+
+
+@dataclass
+class PoolRepStats:
+    department: str
+    county: str
+    clerks: int
+    utilization: float
+    mean_wait: float  # working hours
+    max_queue: int
+
+
+@dataclass
+class RepStats:
+    seed: int
+    cases: int
+    wall_seconds: float
+    matters: dict[str, MatterStats] = field(default_factory=dict)
+    pools: list[PoolRepStats] = field(default_factory=list)
+
+
+def latency_unit(matter: Matter) -> str:
+    """The unit a matter's case latency is reported in: its first case-level time target's."""
+    for t in matter.targets:
+        if t.is_time and t.scope != "annual":
+            return t.unit
+    return "working_days"
+
+
+def step_times(rep: Replication, matter_index: int, matter: Matter, n: int) -> StepTimes:
+    """First enabling, last completion and attempts of each step, per case of a matter."""
+    cols = rep.columns()
+    rows = cols["matter"] == matter_index
+    enabled: dict[str, np.ndarray] = {}
+    done: dict[str, np.ndarray] = {}
+    attempts: dict[str, np.ndarray] = {}
+    for si, step in enumerate(matter.steps):
+        sub = rows & (cols["step"] == si)
+        seq, att = cols["seq"][sub], cols["attempt"][sub]
+        e = np.full(n, math.nan)
+        d = np.full(n, math.nan)
+        a = np.zeros(n)
+        first = att == 0
+        e[seq[first]] = cols["enabled"][sub][first]
+        order = np.lexsort((att, seq))  # last attempt of each case comes last
+        d[seq[order]] = cols["done"][sub][order]
+        np.maximum.at(a, seq, att + 1)
+        enabled[step.id], done[step.id], attempts[step.id] = e, d, a
+    return StepTimes(enabled, done, attempts)
+
+
+def _segment_mask(
+    scenario: Scenario, matter_id: str, target: Target, segment: np.ndarray
+) -> np.ndarray | None:
+    """Cases a target applies to, when the scenario models its ``applies_to`` segment."""
+    if not target.applies_to:
+        return None
+    for index, seg in enumerate(scenario.demand[matter_id].segments):
+        if seg.name == target.applies_to:
+            return segment == index
+    return None
+
+
+def measure_replication(catalog: Catalog, scenario: Scenario, rep: Replication) -> RepStats:
+    """Reduce a replication to per-target and per-pool statistics."""
+    from services.core.measure import elapsed  # local: keeps the worker import light
+
+    office = scenario.office_calendar
+    out = RepStats(seed=rep.seed, cases=rep.cases, wall_seconds=rep.wall_seconds)
+    for index, matter_id in enumerate(rep.matters):
+        outcome = rep.outcomes[matter_id]
+        matter = outcome.matter
+        n = len(outcome.arrivals)
+        times = step_times(rep, index, matter, n)
+        measured = outcome.arrivals.submitted >= rep.measured_from
+        submitted = outcome.arrivals.submitted[measured]
+        completed = outcome.completed[measured]
+        times = StepTimes(
+            {k: v[measured] for k, v in times.enabled.items()},
+            {k: v[measured] for k, v in times.done.items()},
+            {k: v[measured] for k, v in times.attempts.items()},
+        )
+        segment = outcome.arrivals.segment[measured]
+        unit = latency_unit(matter)
+        finished = np.isfinite(completed)
+        latency = elapsed(unit, submitted[finished], completed[finished], office)
+        targets = []
+        for target in matter.targets:
+            mask = _segment_mask(scenario, matter_id, target, segment)
+            if mask is not None:
+                sub = StepTimes(
+                    {k: v[mask] for k, v in times.enabled.items()},
+                    {k: v[mask] for k, v in times.done.items()},
+                    {k: v[mask] for k, v in times.attempts.items()},
+                )
+                m = measure_target(
+                    matter,
+                    target,
+                    submitted=submitted[mask],
+                    completed=completed[mask],
+                    steps=sub,
+                    office=office,
+                )
+            else:
+                m = measure_target(
+                    matter,
+                    target,
+                    submitted=submitted,
+                    completed=completed,
+                    steps=times,
+                    office=office,
+                )
+            if m.not_simulated is not None:
+                targets.append(TargetStats(note=f"not simulated: {m.not_simulated}"))
+            elif m.structural is not None:
+                targets.append(TargetStats(structural=m.structural))
+            else:
+                assert m.values is not None and m.attained is not None
+                values = m.values[np.isfinite(m.values)]
+                targets.append(
+                    TargetStats(
+                        n=len(m.attained),
+                        attained=int(m.attained.sum()),
+                        mean=float(values.mean()) if len(values) else math.nan,
+                    )
+                )
+        out.matters[matter_id] = MatterStats(
+            cases=int(measured.sum()),
+            rejected=int((outcome.rejected_at_step[measured] >= 0).sum()),
+            latency_unit=unit,
+            latency=latency.astype(np.float32),
+            targets=targets,
+        )
+    out.pools = _pool_stats(scenario, rep)
+    return out
+
+
+def _pool_stats(scenario: Scenario, rep: Replication) -> list[PoolRepStats]:
+    cols = rep.columns()
+    served = cols["clerk"] >= 0
+    departments = rep.departments()
+    county_index = {c: i for i, c in enumerate(rep.counties)}
+    # rows grouped by pool: sort once by (department, county)
+    key = cols["department"][served] * len(rep.counties) + cols["county"][served]
+    order = np.argsort(key, kind="stable")
+    key = key[order]
+    arrival = cols["arrival"][served][order]
+    start_w = cols["start_w"][served][order]
+    start = cols["start"][served][order]
+    bounds = np.searchsorted(key, np.arange(len(departments) * len(rep.counties) + 1))
+    out = []
+    for pool in rep.pools:
+        calendar = scenario.calendar(pool.department)
+        k = departments.index(pool.department) * len(rep.counties) + county_index[pool.county]
+        lo, hi = bounds[k], bounds[k + 1]
+        waits_us = start_w[lo:hi] - calendar.clock_at_many(arrival[lo:hi])
+        available = calendar.clock_at(rep.horizon_end) - calendar.clock_at(rep.horizon_start)
+        out.append(
+            PoolRepStats(
+                department=pool.department,
+                county=pool.county,
+                clerks=pool.clerks,
+                utilization=pool.busy_us / (pool.clerks * available) if available else math.nan,
+                mean_wait=float(waits_us.mean() / 3.6e9) if hi > lo else 0.0,
+                max_queue=_max_queue(arrival[lo:hi], start[lo:hi]),
+            )
+        )
+    return out
+
+
+def _max_queue(arrival: np.ndarray, start: np.ndarray) -> int:
+    """Largest number of cases waiting (arrived, not started) at any instant."""
+    waiting = start > arrival + 1e-6
+    if not waiting.any():
+        return 0
+    times = np.concatenate([arrival[waiting], start[waiting]])
+    delta = np.concatenate([np.ones(waiting.sum()), -np.ones(waiting.sum())])
+    order = np.lexsort((delta, times))  # at equal times, leave before joining
+    return int(np.cumsum(delta[order]).max())
+
+
+def _run_one(catalog: Catalog, scenario: Scenario, seed: int, events_path: Path | None) -> RepStats:
+    rep = run_replication(catalog, scenario, seed)
+    if events_path is not None:
+        from simulator.outputs import write_events
+
+        write_events(rep, events_path)
+    return measure_replication(catalog, scenario, rep)
+
+
+# --- many replications ---------------------------------------------------------------
+
+
+def run_replications(
+    catalog: Catalog,
+    scenario: Scenario,
+    *,
+    replications: int,
+    seed: int,
+    workers: int = 1,
+    events_path: Path | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> list[RepStats]:
+    """Run the replications (in ``workers`` processes) and return their statistics in
+    replication order; replication 0 writes ``events_path`` when given."""
+    seeds = replication_seeds(seed, replications)
+    results: dict[int, RepStats] = {}
+    if workers <= 1 or replications == 1:
+        for r, s in enumerate(seeds):
+            results[r] = _run_one(catalog, scenario, s, events_path if r == 0 else None)
+            if progress:
+                progress(1)
+    else:
+        with ProcessPoolExecutor(max_workers=min(workers, replications)) as pool:
+            futures = {
+                pool.submit(_run_one, catalog, scenario, s, events_path if r == 0 else None): r
+                for r, s in enumerate(seeds)
+            }
+            for future in as_completed(futures):
+                results[futures[future]] = future.result()
+                if progress:
+                    progress(1)
+    return [results[r] for r in range(replications)]
+
+
+def t_interval(samples: list[float]) -> list[float] | None:
+    """95% Student-t interval of the mean of per-replication values (None if < 2)."""
+    values = np.asarray([v for v in samples if math.isfinite(v)], dtype=float)
+    if len(values) < 2:
+        return None
+    half = stats.t.ppf(0.975, len(values) - 1) * values.std(ddof=1) / math.sqrt(len(values))
+    return [float(values.mean() - half), float(values.mean() + half)]
+
+
+def wilson(successes: int, trials: int) -> list[float] | None:
+    """95% Wilson score interval of a proportion."""
+    if trials == 0:
+        return None
+    z = 1.959963984540054
+    p = successes / trials
+    centre = (p + z * z / (2 * trials)) / (1 + z * z / trials)
+    half = (
+        z * math.sqrt(p * (1 - p) / trials + z * z / (4 * trials * trials)) / (1 + z * z / trials)
+    )
+    return [max(0.0, centre - half), min(1.0, centre + half)]
+
+
+def _clip01(interval: list[float] | None) -> list[float] | None:
+    return None if interval is None else [max(0.0, interval[0]), min(1.0, interval[1])]
+
+
+def _compare(target: Target, value: float) -> bool:
+    if target.bound == "at_most":
+        return value <= target.value + 1e-9
+    return value >= target.value - 1e-9
+
+
+def aggregate_target(target: Target, per_rep: list[TargetStats]) -> dict[str, Any]:
+    """Attainment of one target over replications (see module doc for the statistics)."""
+    out: dict[str, Any] = {
+        "metric": target.metric,
+        "value": target.value,
+        "unit": target.unit,
+        "scope": target.scope,
+        "statistic": target.statistic,
+        "bound": target.bound,
+        "year": target.year,
+        "applies_to": target.applies_to,
+        "attainment": None,
+        "ci95": None,
+        "measured": None,
+        "note": None,
+    }
+    first = per_rep[0]
+    if first.note is not None:
+        out["note"] = first.note
+        return out
+    if first.structural is not None:
+        ok = _compare(target, first.structural)
+        out.update(
+            attainment=1.0 if ok else 0.0,
+            ci95=[1.0 if ok else 0.0] * 2,
+            measured=first.structural,
+            note="structural: counted on the step graph",
+        )
+        return out
+    total = sum(s.n for s in per_rep)
+    if total == 0:
+        out["note"] = "no case measured"
+        return out
+    means = [s.mean for s in per_rep]
+    if target.statistic == "each":
+        fractions = [s.attained / s.n for s in per_rep if s.n]
+        out["attainment"] = sum(s.attained for s in per_rep) / total
+        out["ci95"] = _clip01(t_interval(fractions)) or wilson(
+            sum(s.attained for s in per_rep), total
+        )
+        out["measured"] = float(np.nansum([s.mean * s.n for s in per_rep]) / total)
+        return out
+    # mean and share statistics: one verdict per replication
+    values = [m * 100 if target.statistic == "share" else m for m in means]
+    verdicts = [_compare(target, v) for v in values if math.isfinite(v)]
+    out["attainment"] = sum(verdicts) / len(verdicts) if verdicts else None
+    out["ci95"] = wilson(sum(verdicts), len(verdicts))
+    out["measured"] = float(np.nanmean(values))
+    out["measured_ci95"] = t_interval(values)
+    out["note"] = (
+        f"{'share' if target.statistic == 'share' else 'mean'} per replication vs target; "
+        "attainment = share of replications that meet it"
+    )
+    return out
+
+
+def summarise(
+    catalog: Catalog, scenario: Scenario, reps: list[RepStats], *, seed: int
+) -> dict[str, Any]:
+    """The ``summary.json`` document."""
+    matters: dict[str, Any] = {}
+    for matter_id in reps[0].matters:
+        matter = scenario.matter(catalog, matter_id)
+        per = [r.matters[matter_id] for r in reps if matter_id in r.matters]
+        pooled = np.concatenate([m.latency for m in per]).astype(float)
+        latency: dict[str, Any] = {"unit": per[0].latency_unit}
+        if len(pooled):
+            q = np.percentile(pooled, [50, 90, 95, 99])
+            upper = float(np.percentile(pooled, 99.5)) or 1.0
+            counts, edges = np.histogram(pooled, bins=40, range=(0.0, upper))
+            latency.update(
+                mean=float(pooled.mean()),
+                p50=float(q[0]),
+                p90=float(q[1]),
+                p95=float(q[2]),
+                p99=float(q[3]),
+                ci95_mean=t_interval([float(m.latency.mean()) for m in per if len(m.latency)]),
+                histogram={"edges": edges.tolist(), "counts": counts.tolist()},
+            )
+        else:
+            latency.update(
+                mean=None,
+                p50=None,
+                p90=None,
+                p95=None,
+                p99=None,
+                ci95_mean=None,
+                histogram={"edges": [], "counts": []},
+            )
+        matters[matter_id] = {
+            "name": matter.name,
+            "attachment": matter.attachment,
+            "cases": int(sum(m.cases for m in per)),
+            "cases_per_replication": float(np.mean([m.cases for m in per])),
+            "rejected": int(sum(m.rejected for m in per)),
+            "latency": latency,
+            "targets": [
+                aggregate_target(t, [m.targets[i] for m in per])
+                for i, t in enumerate(matter.targets)
+            ],
+        }
+    departments: dict[str, dict[str, Any]] = {}
+    pools: dict[tuple[str, str], list[PoolRepStats]] = {}
+    for r in reps:
+        for p in r.pools:
+            pools.setdefault((p.department, p.county), []).append(p)
+    for (dept, county), ps in sorted(pools.items()):
+        departments.setdefault(dept, {})[county] = {
+            "clerks": ps[0].clerks,
+            "utilization": float(np.mean([p.utilization for p in ps])),
+            "mean_wait": float(np.mean([p.mean_wait for p in ps])),
+            "max_queue": int(max(p.max_queue for p in ps)),
+        }
+    ranked = sorted(
+        (
+            {"department": d, "county": c, **v}
+            for d, cs in departments.items()
+            for c, v in cs.items()
+        ),
+        key=lambda row: (-row["utilization"], -row["mean_wait"]),
+    )
+    return {
+        "scenario": scenario.name,
+        "description": scenario.description,
+        "replications": len(reps),
+        "seed": seed,
+        "horizon": {
+            "start": scenario.horizon.start.isoformat(),
+            "end": scenario.horizon.end.isoformat(),
+        },
+        "warmup_days": scenario.warmup_days,
+        "wall_seconds": float(sum(r.wall_seconds for r in reps)),
+        "matters": matters,
+        "departments": departments,
+        "bottlenecks": ranked[:15],
+    }
