@@ -7,18 +7,23 @@ and the reason, and exit with code 2 — never a traceback.
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Callable
 from functools import wraps
 from pathlib import Path
-from typing import Annotated, ParamSpec, TypeVar
+from typing import Annotated, Any, ParamSpec, TypeVar
 
 import typer
+import yaml
 from rich.console import Console
+from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from services.core.calendar import CalendarRangeError
 from services.core.catalog import Catalog, Matter, Target, load_catalog
 from services.core.errors import InputError
+from services.core.scenario import Scenario, load_scenario
 from services.runtime.settings import load_settings
 
 app = typer.Typer(
@@ -195,6 +200,342 @@ def catalog_command(
         sys.stdout.write(json.dumps(catalog.to_public(), ensure_ascii=False, indent=2) + "\n")
         return
     render_catalog(catalog, console)
+
+
+# --- capacity engine ------------------------------------------------------------------
+
+ScenarioOption = Annotated[
+    Path, typer.Option("--scenario", "-s", help="Scenario YAML (see scenarios/).")
+]
+ReplicationsOption = Annotated[
+    int, typer.Option("--replications", "-r", min=1, help="Monte Carlo replications.")
+]
+SeedOption = Annotated[
+    int | None, typer.Option("--seed", help="Base seed (default: the scenario's).")
+]
+WorkersOption = Annotated[
+    int | None,
+    typer.Option("--workers", "-w", min=1, help="Processes for replications [default: cores, ≤4]."),
+]
+
+
+def _default_workers() -> int:
+    return max(1, min(4, os.cpu_count() or 1))
+
+
+def _load(scenario_path: Path, catalog_file: Path | None = None) -> tuple[Catalog, Scenario]:
+    catalog = _catalog_from(catalog_file)
+    return catalog, load_scenario(scenario_path, catalog)
+
+
+def _progress() -> Progress:
+    return Progress(
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total}"),
+        TimeElapsedColumn(),
+        console=err_console,
+        transient=True,
+    )
+
+
+def _fmt(value: float | None, digits: int = 2) -> str:
+    return "—" if value is None else f"{value:.{digits}f}"
+
+
+def _attainment(target: dict[str, Any]) -> str:
+    if target["attainment"] is None:
+        return "n/a"
+    text = f"{100 * target['attainment']:.1f}%"
+    if target.get("ci95"):
+        lo, hi = target["ci95"]
+        text += f" [{100 * lo:.1f}–{100 * hi:.1f}]"
+    return text
+
+
+def _headline_target(matter: dict[str, Any]) -> dict[str, Any] | None:
+    """The first time target with an attainment, else the first target with one."""
+    measured = [t for t in matter["targets"] if t["attainment"] is not None]
+    timed = [t for t in measured if t["unit"] not in ("count", "percent")]
+    return (timed or measured or [None])[0]
+
+
+def _target_text(t: dict[str, Any]) -> str:
+    """A summary.json target as ``scope ≤ 3 wd`` (same wording as ``govflow catalog``)."""
+    fields = ("metric", "value", "unit", "scope", "statistic", "bound", "year")
+    return f"{t['scope']} {describe_bound(Target.model_construct(**{k: t[k] for k in fields}))}"
+
+
+def render_summary(summary: dict[str, Any], out: Console) -> None:
+    table = Table(
+        title=f"{summary['scenario']} — {summary['replications']} replication(s), "
+        f"seed {summary['seed']}",
+        caption=UNIT_LEGEND + "; attainment with 95% CI",
+    )
+    table.add_column("Matter")
+    table.add_column("Cases/rep", justify="right")
+    table.add_column("p50", justify="right")
+    table.add_column("p95", justify="right")
+    table.add_column("Target")
+    table.add_column("Attainment", justify="right")
+    for matter_id, m in summary["matters"].items():
+        lat = m["latency"]
+        unit = UNIT_SHORT.get(lat["unit"], lat["unit"])
+        target = _headline_target(m)
+        style = ""
+        if target and target["attainment"] is not None:
+            style = (
+                "green"
+                if target["attainment"] >= 0.95
+                else ("yellow" if target["attainment"] >= 0.8 else "red")
+            )
+        table.add_row(
+            f"{m['name']} [dim]{matter_id}[/]",
+            f"{m['cases_per_replication']:.0f}",
+            f"{_fmt(lat['p50'])} {unit}",
+            f"{_fmt(lat['p95'])} {unit}",
+            _target_text(target) if target else "—",
+            f"[{style}]{_attainment(target)}[/]" if target else "—",
+        )
+    out.print(table)
+
+
+@app.command("simulate")
+@friendly_errors
+def simulate_command(
+    scenario: ScenarioOption,
+    replications: ReplicationsOption = 4,
+    seed: SeedOption = None,
+    workers: WorkersOption = None,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Output folder.")] = None,
+    events: Annotated[
+        bool, typer.Option("--events/--no-events", help="Write events.csv (replication 0).")
+    ] = True,
+) -> None:
+    """Simulate a scenario: latency and target attainment per matter, clerk utilisation.
+
+    Writes summary.json, events.csv (a PM4Py-style log of replication 0) and a
+    self-contained report.html to --out (default: out/<scenario name>).
+    """
+    from simulator.run import simulate
+
+    catalog, loaded = _load(scenario)
+    out = out or Path("out") / loaded.name
+    with _progress() as progress:
+        task = progress.add_task(f"simulating {loaded.name}", total=replications)
+        try:
+            result = simulate(
+                catalog,
+                loaded,
+                replications=replications,
+                seed=seed,
+                workers=workers or _default_workers(),
+                out=out,
+                events=events,
+                progress=lambda n: progress.advance(task, n),
+            )
+        except CalendarRangeError as exc:
+            raise InputError(str(scenario), "horizon", str(exc)) from None
+    render_summary(result.summary, console)
+    console.print(
+        f"wrote {out / 'summary.json'}, {out / 'report.html'}"
+        + (f", {out / 'events.csv'}" if events else "")
+    )
+
+
+@app.command("plan")
+@friendly_errors
+def plan_command(
+    scenario: ScenarioOption,
+    attainment: Annotated[
+        float,
+        typer.Option(
+            "--attainment",
+            "-a",
+            min=0.01,
+            max=1.0,
+            help="Required share of cases within each target.",
+        ),
+    ] = 0.95,
+    matter: Annotated[
+        str | None, typer.Option("--matter", "-m", help="Plan for one matter only.")
+    ] = None,
+    replications: ReplicationsOption = 2,
+    seed: SeedOption = None,
+    workers: WorkersOption = None,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Output folder.")] = None,
+) -> None:
+    """The fewest clerks per department and county that meet every target.
+
+    Prints the staffing table and writes plan.json and planned-scenario.yaml (the
+    scenario with the planned staffing, runnable with `govflow simulate`).
+    """
+    from simulator.planner import plan, plan_document, restrict
+
+    catalog, loaded = _load(scenario)
+    if matter is not None:
+        try:
+            catalog.matter(matter)
+            loaded = restrict(loaded, matter)
+        except KeyError as exc:
+            raise InputError("--matter", matter, str(exc.args[0])) from None
+    out = out or Path("out") / f"{loaded.name}-plan" + ("" if matter is None else f"-{matter}")
+    with _progress() as progress:
+        task = progress.add_task("planning (simulate, adjust, repeat)", total=None)
+        result = plan(
+            catalog,
+            loaded,
+            attainment=attainment,
+            replications=replications,
+            seed=seed,
+            workers=workers or _default_workers(),
+            on_round=lambda r: progress.update(
+                task, description=f"{r.phase}: {r.clerks} clerks, {r.misses} misses"
+            ),
+        )
+    document = plan_document(result, attainment, loaded)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "plan.json").write_text(
+        json.dumps(document, ensure_ascii=False, indent=2) + "\n", encoding="utf-8"
+    )
+    planned = {
+        "base": os.path.relpath(scenario.resolve(), out.resolve()),
+        "name": f"{loaded.name}-planned",
+        "departments": {
+            dept: {"clerks": {c: v["clerks"] for c, v in counties.items()}}
+            for dept, counties in document["departments"].items()
+        },
+    }
+    if matter is not None:
+        planned["demand"] = {m: {"per_year": 0} for m in loaded.demand if m != matter}
+    (out / "planned-scenario.yaml").write_text(
+        yaml.safe_dump(planned, allow_unicode=True, sort_keys=False), encoding="utf-8"
+    )
+    render_plan(document, console)
+    console.print(f"wrote {out / 'plan.json'} and {out / 'planned-scenario.yaml'}")
+
+
+def render_plan(document: dict[str, Any], out: Console) -> None:
+    departments = document["departments"]
+    counties = sorted({c for cs in departments.values() for c in cs})
+    table = Table(
+        title=f"Fewest clerks meeting {100 * document['attainment']:.0f}% attainment "
+        f"({document['scenario']})",
+        caption="planned (scenario's current staffing in brackets)",
+    )
+    table.add_column("Department")
+    for c in counties:
+        table.add_column(c, justify="right")
+    table.add_column("Total", justify="right")
+    for dept, cs in departments.items():
+        cells = []
+        for c in counties:
+            v = cs.get(c)
+            cells.append("—" if v is None else f"{v['clerks']} [dim]({v['scenario_clerks']})[/]")
+        total = sum(v["clerks"] for v in cs.values())
+        current = sum(v["scenario_clerks"] for v in cs.values())
+        table.add_row(dept, *cells, f"{total} [dim]({current})[/]")
+    out.print(table)
+    out.print(
+        f"total {document['total_clerks']} clerks "
+        f"(scenario: {document['scenario_total_clerks']}), "
+        f"{len(document['rounds'])} simulation rounds"
+    )
+    unfixable = document["not_fixable_by_staffing"]
+    if unfixable:
+        seen = sorted({(m["matter"], m["metric"], m["scope"]) for m in unfixable})
+        out.print(
+            "[yellow]missed even with unlimited clerks (rework, lags or external time "
+            "cause them; staffing keeps them no worse):[/]"
+        )
+        for matter_id, metric, scope in seen:
+            counties_missed = sorted(
+                m["county"]
+                for m in unfixable
+                if (m["matter"], m["metric"], m["scope"]) == (matter_id, metric, scope)
+            )
+            out.print(f"  {matter_id} {metric} {scope}: {len(counties_missed)} counties")
+    if document["still_missing"]:
+        out.print(
+            f"[red]{len(document['still_missing'])} (matter, target, county) still "
+            "missing after the round limit[/]"
+        )
+
+
+@app.command("compare")
+@friendly_errors
+def compare_command(
+    scenario_a: Annotated[Path, typer.Argument(help="Scenario A (e.g. the 2020 baseline).")],
+    scenario_b: Annotated[Path, typer.Argument(help="Scenario B (e.g. the 2021 reform).")],
+    replications: ReplicationsOption = 4,
+    seed: SeedOption = None,
+    workers: WorkersOption = None,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Output folder.")] = None,
+) -> None:
+    """Run two scenarios with the same seeds and report them side by side."""
+    from simulator.run import compare, simulate
+
+    catalog, a = _load(scenario_a)
+    b = load_scenario(scenario_b, catalog)
+    out = out or Path("out") / f"compare-{a.name}-vs-{b.name}"
+    runs = []
+    with _progress() as progress:
+        for label, scenario in (("A", a), ("B", b)):
+            task = progress.add_task(f"{label}: {scenario.name}", total=replications)
+            runs.append(
+                simulate(
+                    catalog,
+                    scenario,
+                    replications=replications,
+                    seed=seed if seed is not None else a.seed,
+                    workers=workers or _default_workers(),
+                    out=out / label,
+                    events=False,
+                    progress=lambda n, task=task: progress.advance(task, n),
+                )
+            )
+    path = compare(runs[0], runs[1], out, labels=(a.name, b.name))
+    render_comparison(runs[0].summary, runs[1].summary, console)
+    console.print(f"wrote {path} (and each side's summary.json, report.html in {out}/A, {out}/B)")
+
+
+def render_comparison(a: dict[str, Any], b: dict[str, Any], out: Console) -> None:
+    table = Table(title=f"A = {a['scenario']}  vs  B = {b['scenario']}", caption=UNIT_LEGEND)
+    table.add_column("Matter")
+    table.add_column("Target")
+    table.add_column("A p50 / p95", justify="right")
+    table.add_column("B p50 / p95", justify="right")
+    table.add_column("A attainment", justify="right")
+    table.add_column("B attainment", justify="right")
+    for matter_id in sorted(set(a["matters"]) | set(b["matters"])):
+        ma, mb = a["matters"].get(matter_id), b["matters"].get(matter_id)
+        ref = mb or ma
+        assert ref is not None
+        target = _headline_target(ref)
+        cells = []
+        for m in (ma, mb):
+            if m is None:
+                cells.append("—")
+                continue
+            unit = UNIT_SHORT.get(m["latency"]["unit"], "")
+            cells.append(f"{_fmt(m['latency']['p50'])} / {_fmt(m['latency']['p95'])} {unit}")
+        attain = []
+        for m in (ma, mb):
+            match = None
+            if m is not None and target is not None:
+                match = next(
+                    (
+                        t
+                        for t in m["targets"]
+                        if (t["metric"], t["scope"], t["year"])
+                        == (target["metric"], target["scope"], target["year"])
+                    ),
+                    None,
+                )
+            attain.append(_attainment(match) if match else "—")
+        table.add_row(matter_id, _target_text(target) if target else "—", *cells, *attain)
+    out.print(table)
 
 
 def main() -> None:  # pragma: no cover - console-script entry

@@ -20,7 +20,7 @@ import numpy as np
 from scipy import stats
 
 from services.core.catalog import Catalog, Matter, Target
-from services.core.measure import StepTimes, measure_target
+from services.core.measure import SHARE_METRICS, StepTimes, elapsed, measure_target
 from services.core.scenario import Scenario
 from services.core.timing import stream_seed
 from simulator.engine import Replication, run_replication
@@ -48,6 +48,8 @@ class TargetStats:
     mean: float = math.nan  # mean measured value
     structural: float | None = None
     note: str | None = None
+    # the same per county (index into the scenario's counties): cases, attained, value sum
+    by_county: np.ndarray | None = None  # shape (3, counties)
 
 
 @dataclass
@@ -122,8 +124,6 @@ def _segment_mask(
 
 def measure_replication(catalog: Catalog, scenario: Scenario, rep: Replication) -> RepStats:
     """Reduce a replication to per-target and per-pool statistics."""
-    from services.core.measure import elapsed  # local: keeps the worker import light
-
     office = scenario.office_calendar
     out = RepStats(seed=rep.seed, cases=rep.cases, wall_seconds=rep.wall_seconds)
     for index, matter_id in enumerate(rep.matters):
@@ -146,7 +146,9 @@ def measure_replication(catalog: Catalog, scenario: Scenario, rep: Replication) 
         targets = []
         for target in matter.targets:
             mask = _segment_mask(scenario, matter_id, target, segment)
+            county = outcome.arrivals.county[measured]
             if mask is not None:
+                county = county[mask]
                 sub = StepTimes(
                     {k: v[mask] for k, v in times.enabled.items()},
                     {k: v[mask] for k, v in times.done.items()},
@@ -181,6 +183,14 @@ def measure_replication(catalog: Catalog, scenario: Scenario, rep: Replication) 
                         n=len(m.attained),
                         attained=int(m.attained.sum()),
                         mean=float(values.mean()) if len(values) else math.nan,
+                        by_county=_by_county(
+                            county,
+                            completed[mask] if mask is not None else completed,
+                            target.metric,
+                            m.values,
+                            m.attained,
+                            len(rep.counties),
+                        ),
                     )
                 )
         out.matters[matter_id] = MatterStats(
@@ -192,6 +202,28 @@ def measure_replication(catalog: Catalog, scenario: Scenario, rep: Replication) 
         )
     out.pools = _pool_stats(scenario, rep)
     return out
+
+
+def _by_county(
+    county: np.ndarray,
+    completed: np.ndarray,
+    metric: str,
+    values: np.ndarray,
+    attained: np.ndarray,
+    counties: int,
+) -> np.ndarray:
+    """Cases, attained and value sums per county (measurements cover finished cases only,
+    except share metrics, which cover all)."""
+    if metric not in SHARE_METRICS:
+        county = county[np.isfinite(completed)]
+    finite = np.isfinite(values)
+    return np.vstack(
+        [
+            np.bincount(county, minlength=counties),
+            np.bincount(county, weights=attained.astype(float), minlength=counties),
+            np.bincount(county[finite], weights=values[finite], minlength=counties),
+        ]
+    )
 
 
 def _pool_stats(scenario: Scenario, rep: Replication) -> list[PoolRepStats]:

@@ -1,0 +1,367 @@
+"""Staffing planner: the fewest clerks per department and county that meet the targets.
+
+Counties are independent (a case stays in its county), so the planner judges every
+(matter, target, county) on its own and adjusts every pool at once each round:
+
+1. start each pool at the clerks its expected workload needs at 85 % utilisation
+   (never below one, never below the offered load);
+2. simulate once with unlimited clerks: a (matter, target, county) that misses even
+   then is *not fixable by staffing* (rework, lags or external time cause it); for it
+   the goal becomes "no worse than without queueing" (1 point of attainment, 2 % of a
+   mean), and it is reported;
+3. *grow*: simulate; for every (matter, target, county) that misses its goal, add a
+   clerk to the pool with the longest mean wait among the pools that serve the
+   target's steps in that county; repeat until nothing misses;
+4. *trim*: in every county, try removing a clerk from the least utilised pool that
+   would stay stable (more clerks than its offered load); simulate; give the clerk back
+   (for good) wherever a target now misses; repeat until no pool can lose a clerk.
+
+Targets the staffing cannot change — structural step counts, quantities the engine
+does not simulate — and targets for years other than 2021 are not planned for.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from services.core.catalog import Catalog, Matter, Target
+from services.core.measure import SHARE_METRICS
+from services.core.scenario import Scenario
+from services.core.steps import expected_attempts
+from services.core.timing import to_duration
+from simulator.montecarlo import RepStats, run_replications
+
+Pool = tuple[str, str]  # (department, county)
+
+#: The plan's targets are for 2021; later years' targets (e.g. 2022's) are not planned for.
+PLAN_YEAR = 2021
+START_UTILISATION = 0.85
+
+
+@dataclass
+class Miss:
+    matter: str
+    target: Target
+    county: str
+    measured: float  # attainment (each) or the county's mean / share
+    pools: list[Pool]
+
+
+@dataclass
+class Round:
+    phase: str
+    clerks: int
+    misses: int
+
+
+@dataclass
+class Plan:
+    clerks: dict[Pool, int]
+    start: dict[Pool, int]
+    rounds: list[Round] = field(default_factory=list)
+    misses: list[Miss] = field(default_factory=list)  # still missing when the planner stopped
+    unfixable: list[Miss] = field(default_factory=list)  # missed although nobody queues
+    utilisation: dict[Pool, float] = field(default_factory=dict)
+
+    @property
+    def total(self) -> int:
+        return sum(self.clerks.values())
+
+
+def restrict(scenario: Scenario, matter_id: str) -> Scenario:
+    """The scenario with demand for one matter only."""
+    if matter_id not in scenario.demand:
+        raise KeyError(f"the scenario has no demand for {matter_id!r}")
+    return scenario.model_copy(update={"demand": {matter_id: scenario.demand[matter_id]}})
+
+
+def expected_load(catalog: Catalog, scenario: Scenario) -> dict[Pool, float]:
+    """Offered load per pool: expected clerk time per year / working time per clerk-year."""
+    load: dict[Pool, float] = {}
+    year_days = 365
+    horizon_share = scenario.horizon.days / year_days
+    for matter_id, demand in scenario.demand.items():
+        if demand.per_year == 0:
+            continue
+        matter = scenario.matter(catalog, matter_id)
+        scale = (
+            1
+            - sum(s.share for s in demand.segments)
+            + sum(s.share * s.time_scale for s in demand.segments)
+        )
+        for step in matter.steps:
+            if step.kind == "external":
+                continue
+            timing = scenario.timing[matter_id][step.id]
+            assert timing.service is not None
+            calendar = scenario.calendar(step.department)
+            continuous = calendar.day_us == 86_400_000_000
+            work = to_duration(
+                timing.service.mean_value(), timing.service.unit, calendar.day_us, continuous
+            ).us
+            available = _available_us(scenario, step.department)
+            for county, share in scenario.counties.items():
+                cases = demand.per_year * horizon_share * share
+                pool = (step.department, county)
+                load[pool] = (
+                    load.get(pool, 0.0)
+                    + cases * work * expected_attempts(timing) * scale / available
+                )
+    return load
+
+
+def _available_us(scenario: Scenario, department: str) -> float:
+    from simulator.demand import midnight
+
+    calendar = scenario.calendar(department)
+    start = midnight(scenario.horizon.start)
+    end = midnight(scenario.horizon.end) + 86400.0
+    return float(calendar.clock_at(end) - calendar.clock_at(start))
+
+
+def _compare(target: Target, value: float) -> bool:
+    if target.bound == "at_most":
+        return value <= target.value + 1e-9
+    return value >= target.value - 1e-9
+
+
+def _pools_of(matter: Matter, target: Target, county: str) -> list[Pool]:
+    ids = set(target.scope_steps()) or {s.id for s in matter.steps}
+    return [(s.department, county) for s in matter.steps if s.id in ids and s.kind != "external"]
+
+
+Key = tuple[str, int, str]  # (matter, target index, county)
+
+#: With unlimited clerks (nobody queues) this many clerks per pool stand in for "infinite".
+UNLIMITED = 10_000
+#: Tolerances when a target misses even without queueing: staffing must not make it
+#: worse than the no-queue result by more than this.
+ATTAINMENT_SLACK = 0.01
+VALUE_SLACK = 0.02
+
+
+def county_values(
+    catalog: Catalog, scenario: Scenario, reps: list[RepStats]
+) -> dict[Key, tuple[Target, float, list[Pool]]]:
+    """Per (matter, target, county): the attainment (``each`` targets) or the county's
+    mean / share (other targets), pooled over replications."""
+    counties = list(scenario.counties)
+    out: dict[Key, tuple[Target, float, list[Pool]]] = {}
+    for matter_id in reps[0].matters:
+        matter = scenario.matter(catalog, matter_id)
+        for i, target in enumerate(matter.targets):
+            if target.year != PLAN_YEAR:
+                continue
+            per_rep = [r.matters[matter_id].targets[i] for r in reps if matter_id in r.matters]
+            stacks = [s.by_county for s in per_rep if s.by_county is not None]
+            if not stacks:
+                continue
+            total = np.sum(stacks, axis=0)
+            for c, county in enumerate(counties):
+                n = total[0, c]
+                if n == 0:
+                    continue
+                if target.statistic == "each":
+                    value = total[1, c] / n
+                elif target.statistic == "share" or target.metric in SHARE_METRICS:
+                    value = 100 * total[1, c] / n
+                else:
+                    value = total[2, c] / n
+                out[(matter_id, i, county)] = (
+                    target,
+                    float(value),
+                    _pools_of(matter, target, county),
+                )
+    return out
+
+
+@dataclass(frozen=True)
+class Goal:
+    """What a (matter, target, county) must reach: the plan's own bound, or — where even
+    unlimited clerks miss it — no worse than the no-queue result."""
+
+    fixable: bool
+    attainment: float  # for ``each`` targets
+    bound: float  # for mean / share targets
+
+    def met(self, target: Target, value: float) -> bool:
+        if target.statistic == "each":
+            return value >= self.attainment - 1e-12
+        if target.bound == "at_most":
+            return value <= self.bound + 1e-9
+        return value >= self.bound - 1e-9
+
+
+def goals(
+    no_queue: dict[Key, tuple[Target, float, list[Pool]]], attainment: float
+) -> dict[Key, Goal]:
+    """The goal of every (matter, target, county), from a run with unlimited clerks."""
+    out: dict[Key, Goal] = {}
+    for key, (target, value, _) in no_queue.items():
+        plan_goal = Goal(True, attainment, target.value)
+        if plan_goal.met(target, value):
+            out[key] = plan_goal
+        elif target.statistic == "each":
+            out[key] = Goal(False, value - ATTAINMENT_SLACK, target.value)
+        else:
+            slack = abs(value) * VALUE_SLACK + (1.0 if target.statistic == "share" else 0.0)
+            relaxed = value + slack if target.bound == "at_most" else value - slack
+            out[key] = Goal(False, attainment, relaxed)
+    return out
+
+
+def misses(
+    values: dict[Key, tuple[Target, float, list[Pool]]], goals_by_key: dict[Key, Goal]
+) -> list[Miss]:
+    """Every (matter, target, county) that misses its goal."""
+    out = []
+    for key, (target, value, pools) in values.items():
+        goal = goals_by_key.get(key)
+        if goal is not None and not goal.met(target, value):
+            out.append(Miss(key[0], target, key[2], value, pools))
+    return out
+
+
+def _pool_waits(reps: list[RepStats]) -> tuple[dict[Pool, float], dict[Pool, float]]:
+    waits: dict[Pool, list[float]] = {}
+    utils: dict[Pool, list[float]] = {}
+    for r in reps:
+        for p in r.pools:
+            waits.setdefault((p.department, p.county), []).append(p.mean_wait)
+            utils.setdefault((p.department, p.county), []).append(p.utilization)
+    return (
+        {k: float(np.mean(v)) for k, v in waits.items()},
+        {k: float(np.mean(v)) for k, v in utils.items()},
+    )
+
+
+def plan(
+    catalog: Catalog,
+    scenario: Scenario,
+    *,
+    attainment: float = 0.95,
+    replications: int = 2,
+    seed: int | None = None,
+    workers: int = 1,
+    max_rounds: int = 30,
+    on_round: Callable[[Round], None] | None = None,
+) -> Plan:
+    """Find the fewest clerks per pool that meet every plannable target (see module doc)."""
+    if not 0 < attainment <= 1:
+        raise ValueError("attainment must be in (0, 1]")
+    seed = scenario.seed if seed is None else seed
+    load = expected_load(catalog, scenario)
+    start = {
+        pool: max(1, math.ceil(offered / START_UTILISATION), math.floor(offered) + 1)
+        for pool, offered in load.items()
+    }
+    floor = {pool: max(1, math.floor(offered) + 1) for pool, offered in load.items()}
+    clerks = dict(start)
+    result = Plan(clerks=clerks, start=dict(start))
+
+    no_queue_scenario = scenario.with_clerks(dict.fromkeys(clerks, UNLIMITED))
+    no_queue_reps = run_replications(
+        catalog, no_queue_scenario, replications=replications, seed=seed, workers=workers
+    )
+    no_queue = county_values(catalog, no_queue_scenario, no_queue_reps)
+    targets = goals(no_queue, attainment)
+    result.unfixable = [
+        Miss(key[0], target, key[2], value, pools)
+        for key, (target, value, pools) in no_queue.items()
+        if not targets[key].fixable
+    ]
+
+    def evaluate(phase: str) -> tuple[list[Miss], list[RepStats]]:
+        staffed = scenario.with_clerks(clerks)
+        reps = run_replications(
+            catalog, staffed, replications=replications, seed=seed, workers=workers
+        )
+        found = misses(county_values(catalog, staffed, reps), targets)
+        record = Round(phase, sum(clerks.values()), len(found))
+        result.rounds.append(record)
+        if on_round:
+            on_round(record)
+        return found, reps
+
+    found, reps = evaluate("start")
+    rounds = 1
+    while found and rounds < max_rounds:  # grow
+        waits, _ = _pool_waits(reps)
+        grown = set()
+        for miss in found:
+            candidates = [p for p in miss.pools if p in clerks]
+            if candidates:
+                grown.add(max(candidates, key=lambda p: (waits.get(p, 0.0), p)))
+        if not grown:
+            break
+        for pool in grown:
+            clerks[pool] += 1
+        found, reps = evaluate("grow")
+        rounds += 1
+    frozen: set[Pool] = set()
+    while not found and rounds < max_rounds:  # trim
+        # one pool per county per round (counties are independent): the least utilised
+        _, utils = _pool_waits(reps)
+        per_county: dict[str, Pool] = {}
+        for pool, n in clerks.items():
+            if pool in frozen or n <= floor[pool]:
+                continue
+            best = per_county.get(pool[1])
+            if best is None or utils.get(pool, 0.0) < utils.get(best, 0.0):
+                per_county[pool[1]] = pool
+        trial = set(per_county.values())
+        if not trial:
+            break
+        for pool in trial:
+            clerks[pool] -= 1
+        found, reps = evaluate("trim")
+        rounds += 1
+        if found:
+            blamed = {p for miss in found for p in miss.pools} & trial
+            for pool in blamed or trial:
+                clerks[pool] += 1
+                frozen.add(pool)
+            found, reps = evaluate("restore")
+            rounds += 1
+    result.misses = found
+    _, result.utilisation = _pool_waits(reps)
+    return result
+
+
+def plan_document(result: Plan, attainment: float, scenario: Scenario) -> dict[str, Any]:
+    """``plan.json``: the staffing table, its history and anything still missing."""
+    by_department: dict[str, dict[str, dict[str, Any]]] = {}
+    for (dept, county), n in sorted(result.clerks.items()):
+        by_department.setdefault(dept, {})[county] = {
+            "clerks": n,
+            "scenario_clerks": scenario.clerks(dept, county),
+            "utilization": result.utilisation.get((dept, county)),
+        }
+    return {
+        "scenario": scenario.name,
+        "attainment": attainment,
+        "total_clerks": result.total,
+        "scenario_total_clerks": sum(scenario.clerks(d, c) for d, c in result.clerks),
+        "departments": by_department,
+        "rounds": [vars(r) for r in result.rounds],
+        "still_missing": [_miss_row(m) for m in result.misses],
+        "not_fixable_by_staffing": [_miss_row(m) for m in result.unfixable],
+    }
+
+
+def _miss_row(m: Miss) -> dict[str, Any]:
+    return {
+        "matter": m.matter,
+        "metric": m.target.metric,
+        "scope": m.target.scope,
+        "target": m.target.value,
+        "unit": m.target.unit,
+        "statistic": m.target.statistic,
+        "county": m.county,
+        "measured": m.measured,
+    }
