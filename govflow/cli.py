@@ -374,6 +374,7 @@ def plan_command(
     from simulator.planner import plan, plan_document, restrict
 
     catalog, loaded = _load(scenario)
+    every_matter = list(loaded.demand)
     if matter is not None:
         try:
             catalog.matter(matter)
@@ -408,7 +409,7 @@ def plan_command(
         },
     }
     if matter is not None:
-        planned["demand"] = {m: {"per_year": 0} for m in loaded.demand if m != matter}
+        planned["demand"] = {m: {"per_year": 0} for m in every_matter if m != matter}
     (out / "planned-scenario.yaml").write_text(
         yaml.safe_dump(planned, allow_unicode=True, sort_keys=False), encoding="utf-8"
     )

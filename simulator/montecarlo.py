@@ -402,14 +402,42 @@ def aggregate_target(target: Target, per_rep: list[TargetStats]) -> dict[str, An
     return out
 
 
+def _no_cases(matter: Matter) -> dict[str, Any]:
+    note = "no case arrived in this run"
+    empty = TargetStats(note=note)
+    return {
+        "name": matter.name,
+        "attachment": matter.attachment,
+        "cases": 0,
+        "cases_per_replication": 0.0,
+        "rejected": 0,
+        "latency": {
+            "unit": latency_unit(matter),
+            "mean": None,
+            "p50": None,
+            "p90": None,
+            "p95": None,
+            "p99": None,
+            "ci95_mean": None,
+            "histogram": {"edges": [], "counts": []},
+        },
+        "targets": [aggregate_target(t, [empty]) for t in matter.targets],
+    }
+
+
 def summarise(
     catalog: Catalog, scenario: Scenario, reps: list[RepStats], *, seed: int
 ) -> dict[str, Any]:
     """The ``summary.json`` document."""
     matters: dict[str, Any] = {}
-    for matter_id in reps[0].matters:
+    for matter_id, demand in scenario.demand.items():
+        if demand.per_year == 0:
+            continue
         matter = scenario.matter(catalog, matter_id)
         per = [r.matters[matter_id] for r in reps if matter_id in r.matters]
+        if not per:  # no case arrived in any replication (a rare matter, a short horizon)
+            matters[matter_id] = _no_cases(matter)
+            continue
         pooled = np.concatenate([m.latency for m in per]).astype(float)
         latency: dict[str, Any] = {"unit": per[0].latency_unit}
         if len(pooled):

@@ -1,0 +1,132 @@
+"""Scenario files: the defaults load, bad ones fail naming file, field and reason."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from services.core.catalog import default_catalog
+from services.core.errors import InputError
+from services.core.scenario import load_scenario
+from services.core.steps import StepModel
+
+SCENARIOS = Path(__file__).resolve().parents[2] / "scenarios"
+
+
+@pytest.fixture(scope="module")
+def catalog():
+    return default_catalog()
+
+
+@pytest.mark.parametrize("name", ["shangrao-2021.yaml", "shangrao-2020-baseline.yaml"])
+def test_default_scenarios_cover_every_workflow_matter(catalog, name):
+    scenario = load_scenario(SCENARIOS / name, catalog)
+    demanded = {m for m, d in scenario.demand.items() if d.per_year > 0}
+    assert demanded == {m.id for m in catalog.workflows}
+    assert len(scenario.counties) == 12
+
+
+def test_baseline_changes_processes_not_demand(catalog):
+    reform = load_scenario(SCENARIOS / "shangrao-2021.yaml", catalog)
+    baseline = load_scenario(SCENARIOS / "shangrao-2020-baseline.yaml", catalog)
+    assert baseline.demand == reform.demand
+    assert baseline.departments == reform.departments
+    serial = baseline.matter(catalog, "enterprise_establishment")
+    assert (
+        serial.stage_count == 5
+        and reform.matter(catalog, "enterprise_establishment").stage_count == 2
+    )
+    assert baseline.matter(catalog, "water_connection").service_step_count == 6
+
+
+def write(tmp_path: Path, data: dict, name: str = "bad.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
+    return path
+
+
+def base(tmp_path: Path) -> dict:
+    return {"base": str(SCENARIOS / "shangrao-2021.yaml")}
+
+
+@pytest.mark.parametrize(
+    ("change", "field", "reason"),
+    [
+        ({"demand": {"moon_landing": {"per_year": 3}}}, "moon_landing", "unknown matter"),
+        (
+            {"demand": {"tax_handling": {"per_year": -5}}},
+            "demand.tax_handling.per_year",
+            "greater than or equal to 0",
+        ),
+        ({"horizon": {"start": "2021-06-01", "end": "2021-05-01"}}, "horizon", "empty horizon"),
+        (
+            {"horizon": {"start": "2030-01-01", "end": "2030-02-01"}},
+            "horizon",
+            "outside the holiday data",
+        ),
+        ({"counties": {"atlantis": 0.5}}, "counties", "add up to"),
+        (
+            {"departments": {"power": {"clerks": {"default": 0}}}},
+            "departments.power.clerks.yanshan",
+            "no clerk",
+        ),
+        (
+            {"timing": {"mortgage_registration": {"register": {"service": None}}}},
+            "timing.mortgage_registration.register.service",
+            "needs it",
+        ),
+        (
+            {"timing": {"tax_handling": {"handle": {"rework": {"probability": 1.0}}}}},
+            "timing.tax_handling.handle",
+            "must be below 1",
+        ),
+        (
+            {"demand": {"tax_handling": {"profile": "lunar"}}},
+            "demand.tax_handling.profile",
+            "unknown profile",
+        ),
+        (
+            {"timing": {"tax_handling": {"handle": {"service": {"kind": "cauchy", "mean": 1}}}}},
+            "timing.tax_handling.handle.service",
+            "does not match any of the expected tags",
+        ),
+    ],
+)
+def test_bad_scenarios_name_field_and_reason(tmp_path, catalog, change, field, reason):
+    path = write(tmp_path, {**base(tmp_path), **change})
+    with pytest.raises(InputError) as info:
+        load_scenario(path, catalog)
+    assert info.value.source == str(path)
+    assert field in info.value.field, (info.value.field, info.value.reason)
+    assert reason in info.value.reason
+
+
+def test_base_cycles_and_missing_files_are_named(tmp_path, catalog):
+    a = write(tmp_path, {"base": "b.yaml"}, "a.yaml")
+    write(tmp_path, {"base": "a.yaml"}, "b.yaml")
+    with pytest.raises(InputError, match="include each other"):
+        load_scenario(a, catalog)
+    c = write(tmp_path, {"base": "nowhere.yaml"}, "c.yaml")
+    with pytest.raises(InputError, match="not found") as info:
+        load_scenario(c, catalog)
+    assert info.value.field == "base"
+
+
+def test_prepared_draws_equal_lazy_draws(catalog):
+    """The engine's bulk fast path and a live service's lazily extended streams draw the
+    same values for the same case, step and attempt."""
+    scenario = load_scenario(SCENARIOS / "shangrao-2021.yaml", catalog)
+    for matter_id in ("linked_transfer", "enterprise_establishment", "export_tax_rebate"):
+        matter = scenario.matter(catalog, matter_id)
+        for step in matter.steps:
+            calendar = scenario.calendar(step.department)
+            bulk = StepModel(scenario, matter_id, step, 99, calendar)
+            bulk.prepare(300)
+            lazy = StepModel(scenario, matter_id, step, 99, calendar)
+            for seq in (0, 1, 17, 299, 450):
+                for attempt in (0, 1, 2):
+                    assert bulk.draw(seq, attempt, 0.5) == lazy.draw(seq, attempt, 0.5)
+            other = StepModel(scenario, matter_id, step, 100, calendar)
+            assert [other.draw(s, 0) for s in range(20)] != [lazy.draw(s, 0) for s in range(20)]
