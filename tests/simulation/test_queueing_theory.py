@@ -13,18 +13,9 @@ from services.core.catalog import default_catalog
 from services.core.scenario import load_scenario
 from simulator.engine import run_replication
 from simulator.montecarlo import replication_seeds
-from tests.simulation.helpers import mmc_scenario, single_step_catalog
+from simulator.queueing import erlang_c_wait, mmc_scenario, single_step_catalog
 
 ROOT_SCENARIO = "scenarios/shangrao-2021.yaml"
-
-
-def erlang_c_wait(servers: int, arrivals_per_hour: float, service_hours: float) -> float:
-    """Mean wait in queue (hours) of an M/M/c queue (Erlang C)."""
-    a = arrivals_per_hour * service_hours
-    below = sum(a**k / math.factorial(k) for k in range(servers))
-    top = a**servers / math.factorial(servers) * servers / (servers - a)
-    p_wait = top / (below + top)
-    return p_wait / (servers / service_hours - arrivals_per_hour)
 
 
 def mean_waits(servers: int, arrivals_per_hour: float, replications: int) -> np.ndarray:

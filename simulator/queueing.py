@@ -1,7 +1,12 @@
-"""Small catalogs and scenarios for validating the engine against theory."""
+"""Small catalogs and scenarios for validating the engine against queueing theory.
+
+Used by the validation tests and the benchmarks: a one-step M/M/c matter, a
+four-step fork/join process, and the Erlang C formula.
+"""
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from services.core.catalog import Catalog
@@ -40,6 +45,16 @@ def single_step_catalog(target_hours: float = 24.0) -> Catalog:
             ],
         }
     )
+
+
+def erlang_c_wait(servers: int, arrivals_per_hour: float, service_hours: float) -> float:
+    """Mean wait in queue (hours) of an M/M/c queue (Erlang C)."""
+    a = arrivals_per_hour * service_hours
+    if a >= servers:
+        raise ValueError("unstable queue: offered load is not below the number of servers")
+    below = sum(a**k / math.factorial(k) for k in range(servers))
+    top = a**servers / math.factorial(servers) * servers / (servers - a)
+    return top / (below + top) / (servers / service_hours - arrivals_per_hour)
 
 
 def mmc_scenario(
