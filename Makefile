@@ -29,3 +29,27 @@ test: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis
+
+# Benchmarks (docs/BENCHMARKS.md).  Ciw goes into .venv through the `bench` extra;
+# Prosimos 2.1.0 pins click>=8.4.2, which conflicts with faust-streaming (click<8.4),
+# so it gets a virtualenv of its own that bench/des_vs_prosimos.py drives as a subprocess.
+BENCH_STAMP    := $(VENV)/.installed-bench
+PROSIMOS_VENV  := .venv-prosimos
+PROSIMOS_STAMP := $(PROSIMOS_VENV)/.installed
+
+.PHONY: bench
+
+$(BENCH_STAMP): $(STAMP) pyproject.toml
+	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
+	touch $(BENCH_STAMP)
+
+$(PROSIMOS_STAMP):
+	test -x $(PROSIMOS_VENV)/bin/python || $(PYTHON) -m venv $(PROSIMOS_VENV)
+	$(PROSIMOS_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(PROSIMOS_VENV)/bin/python -m pip install --quiet 'prosimos==2.1.0'
+	touch $(PROSIMOS_STAMP)
+
+bench: $(BENCH_STAMP) $(PROSIMOS_STAMP)
+	$(BIN)/python bench/des_vs_ciw.py
+	$(BIN)/python bench/des_vs_prosimos.py
+	$(BIN)/python bench/city_year.py

@@ -21,7 +21,7 @@ from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeEl
 from rich.table import Table
 
 from services.core.calendar import CalendarRangeError
-from services.core.catalog import Catalog, Matter, Target, load_catalog
+from services.core.catalog import UNIT_ABBREVIATIONS, Catalog, Matter, Target, load_catalog
 from services.core.errors import InputError
 from services.core.scenario import Scenario, load_scenario
 from services.runtime.settings import load_settings
@@ -38,14 +38,6 @@ err_console = Console(stderr=True)
 P = ParamSpec("P")
 R = TypeVar("R")
 
-UNIT_SHORT = {
-    "working_days": "wd",
-    "working_hours": "wh",
-    "hours": "h",
-    "calendar_days": "d",
-    "count": "",
-    "percent": "%",
-}
 UNIT_LEGEND = "wd = working days, wh = working hours, h = clock hours, d = calendar days"
 
 
@@ -80,7 +72,7 @@ def describe_bound(t: Target) -> str:
         text = "immediate (即时)"
     else:
         op = "≤" if t.bound == "at_most" else "≥"
-        unit = UNIT_SHORT[t.unit]
+        unit = UNIT_ABBREVIATIONS[t.unit]
         text = f"{op} {t.value:g}{' ' + unit if unit and unit != '%' else unit}"
     if t.statistic != "each":
         text += f" ({t.statistic})"
@@ -281,7 +273,7 @@ def render_summary(summary: dict[str, Any], out: Console) -> None:
     table.add_column("Attainment", justify="right")
     for matter_id, m in summary["matters"].items():
         lat = m["latency"]
-        unit = UNIT_SHORT.get(lat["unit"], lat["unit"])
+        unit = UNIT_ABBREVIATIONS.get(lat["unit"], lat["unit"])
         target = _headline_target(m)
         style = ""
         if target and target["attainment"] is not None:
@@ -519,7 +511,7 @@ def render_comparison(a: dict[str, Any], b: dict[str, Any], out: Console) -> Non
             if m is None:
                 cells.append("—")
                 continue
-            unit = UNIT_SHORT.get(m["latency"]["unit"], "")
+            unit = UNIT_ABBREVIATIONS.get(m["latency"]["unit"], "")
             cells.append(f"{_fmt(m['latency']['p50'])} / {_fmt(m['latency']['p95'])} {unit}")
         attain = []
         for m in (ma, mb):

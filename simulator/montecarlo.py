@@ -25,8 +25,6 @@ from services.core.scenario import Scenario
 from services.core.timing import stream_seed
 from simulator.engine import Replication, run_replication
 
-TIME_UNITS = ("working_days", "working_hours", "hours", "calendar_days")
-
 
 def replication_seeds(seed: int, replications: int) -> list[int]:
     """Independent, reproducible seeds for replications 0..R-1 of a base seed."""
@@ -134,11 +132,7 @@ def measure_replication(catalog: Catalog, scenario: Scenario, rep: Replication) 
         measured = outcome.arrivals.submitted >= rep.measured_from
         submitted = outcome.arrivals.submitted[measured]
         completed = outcome.completed[measured]
-        times = StepTimes(
-            {k: v[measured] for k, v in times.enabled.items()},
-            {k: v[measured] for k, v in times.done.items()},
-            {k: v[measured] for k, v in times.attempts.items()},
-        )
+        times = times.subset(measured)
         segment = outcome.arrivals.segment[measured]
         unit = latency_unit(matter)
         finished = np.isfinite(completed)
@@ -149,11 +143,7 @@ def measure_replication(catalog: Catalog, scenario: Scenario, rep: Replication) 
             county = outcome.arrivals.county[measured]
             if mask is not None:
                 county = county[mask]
-                sub = StepTimes(
-                    {k: v[mask] for k, v in times.enabled.items()},
-                    {k: v[mask] for k, v in times.done.items()},
-                    {k: v[mask] for k, v in times.attempts.items()},
-                )
+                sub = times.subset(mask)
                 m = measure_target(
                     matter,
                     target,
@@ -340,12 +330,6 @@ def _clip01(interval: list[float] | None) -> list[float] | None:
     return None if interval is None else [max(0.0, interval[0]), min(1.0, interval[1])]
 
 
-def _compare(target: Target, value: float) -> bool:
-    if target.bound == "at_most":
-        return value <= target.value + 1e-9
-    return value >= target.value - 1e-9
-
-
 def aggregate_target(target: Target, per_rep: list[TargetStats]) -> dict[str, Any]:
     """Attainment of one target over replications (see module doc for the statistics)."""
     out: dict[str, Any] = {
@@ -367,7 +351,7 @@ def aggregate_target(target: Target, per_rep: list[TargetStats]) -> dict[str, An
         out["note"] = first.note
         return out
     if first.structural is not None:
-        ok = _compare(target, first.structural)
+        ok = bool(target.meets(first.structural))
         out.update(
             attainment=1.0 if ok else 0.0,
             ci95=[1.0 if ok else 0.0] * 2,
@@ -390,7 +374,7 @@ def aggregate_target(target: Target, per_rep: list[TargetStats]) -> dict[str, An
         return out
     # mean and share statistics: one verdict per replication
     values = [m * 100 if target.statistic == "share" else m for m in means]
-    verdicts = [_compare(target, v) for v in values if math.isfinite(v)]
+    verdicts = [bool(target.meets(v)) for v in values if math.isfinite(v)]
     out["attainment"] = sum(verdicts) / len(verdicts) if verdicts else None
     out["ci95"] = wilson(sum(verdicts), len(verdicts))
     out["measured"] = float(np.nanmean(values))

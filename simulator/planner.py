@@ -124,12 +124,6 @@ def _available_us(scenario: Scenario, department: str) -> float:
     return float(calendar.clock_at(end) - calendar.clock_at(start))
 
 
-def _compare(target: Target, value: float) -> bool:
-    if target.bound == "at_most":
-        return value <= target.value + 1e-9
-    return value >= target.value - 1e-9
-
-
 def _pools_of(matter: Matter, target: Target, county: str) -> list[Pool]:
     ids = set(target.scope_steps()) or {s.id for s in matter.steps}
     return [(s.department, county) for s in matter.steps if s.id in ids and s.kind != "external"]

@@ -95,3 +95,102 @@ def mmc_scenario(
     }
     data.update(extra or {})
     return scenario_from_dict(data, catalog)
+
+
+#: Station of the fork/join process: step id -> (clerks, mean service minutes).  At
+#: 6 cases an hour every station runs at 70 % load (A, B and C: 6 × 14 / 60 / 2;
+#: D: 6 × 7 / 60 / 1).
+FORK_JOIN_STATIONS: dict[str, tuple[int, float]] = {
+    "a": (2, 14.0),
+    "b": (2, 14.0),
+    "c": (2, 14.0),
+    "d": (1, 7.0),
+}
+
+
+def fork_join_catalog(target_hours: float = 24.0) -> Catalog:
+    """One matter ``fork_join``: step ``a``, then ``b`` and ``c`` in parallel, then ``d``
+    once both are done; each step at a department of its own (``desk_a`` … ``desk_d``)."""
+    steps = [
+        {"id": "a", "name": "受理", "department": "desk_a"},
+        {"id": "b", "name": "审查甲", "department": "desk_b", "depends_on": ["a"]},
+        {"id": "c", "name": "审查乙", "department": "desk_c", "depends_on": ["a"]},
+        {"id": "d", "name": "办结", "department": "desk_d", "depends_on": ["b", "c"]},
+    ]
+    return Catalog.model_validate(
+        {
+            "title": "fork/join validation",
+            "counties": [{"id": "xinzhou", "name": "信州区"}],
+            "departments": [
+                {"id": f"desk_{s}", "name": f"窗口{s.upper()}", "name_en": f"desk {s}"}
+                for s in "abcd"
+            ],
+            "matters": [
+                {
+                    "id": "fork_join",
+                    "name": "并联",
+                    "name_en": "fork/join",
+                    "attachment": 1,
+                    "lead_department": "desk_a",
+                    "steps": steps,
+                    "targets": [
+                        {
+                            "metric": "case_duration",
+                            "value": target_hours,
+                            "unit": "hours",
+                            "scope": "case",
+                            "source": "test target",
+                        }
+                    ],
+                }
+            ],
+            "unmodelled": [
+                {"attachment": a, "title": "-", "reason": "not part of this test"}
+                for a in range(2, 18)
+            ],
+        }
+    )
+
+
+def fork_join_scenario(
+    catalog: Catalog,
+    *,
+    arrivals_per_hour: float = 6.0,
+    stations: dict[str, tuple[int, float]] | None = None,
+    days: int = 365,
+    warmup_days: int = 10,
+    extra: dict[str, Any] | None = None,
+) -> Scenario:
+    """Poisson arrivals around the clock into :func:`fork_join_catalog`; each step has
+    exponential service and its own pool of clerks on a 24/7 calendar.
+
+    ``stations`` maps step id to ``(clerks, mean service minutes)``; steps left out keep
+    :data:`FORK_JOIN_STATIONS`.
+    """
+    from datetime import date, timedelta
+
+    chosen = {**FORK_JOIN_STATIONS, **(stations or {})}
+    start = date(2021, 1, 1)
+    data: dict[str, Any] = {
+        "name": "fork_join",
+        "horizon": {
+            "start": start.isoformat(),
+            "end": (start + timedelta(days=days - 1)).isoformat(),
+        },
+        "warmup_days": warmup_days,
+        "seed": 7,
+        "counties": {"xinzhou": 1.0},
+        "demand": {"fork_join": {"per_year": arrivals_per_hour * 24 * 365, "profile": "flat"}},
+        "departments": {
+            f"desk_{step}": {"calendar": "24x7", "clerks": {"default": clerks}}
+            for step, (clerks, _) in chosen.items()
+        },
+        "timing": {
+            "fork_join": {
+                step: {"service": {"kind": "exponential", "mean": minutes}}
+                for step, (_, minutes) in chosen.items()
+            }
+        },
+    }
+    data.update(extra or {})
+    return scenario_from_dict(data, catalog)

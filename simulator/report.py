@@ -29,17 +29,10 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.ticker import PercentFormatter
 
+from services.core.catalog import TIME_UNITS, UNIT_ABBREVIATIONS
+
 __all__ = ["write_comparison_report", "write_report"]
 
-UNIT_SUFFIX: dict[str, str] = {
-    "working_days": "wd",
-    "working_hours": "wh",
-    "hours": "h",
-    "calendar_days": "d",
-    "count": "",
-    "percent": "%",
-}
-TIME_UNITS = frozenset({"working_days", "working_hours", "hours", "calendar_days"})
 BOUND_SYMBOL: dict[str, str] = {"at_most": "≤", "at_least": "≥"}
 
 PASS_LEVEL = 0.95
@@ -157,7 +150,7 @@ def _pct(value: object) -> str:
 
 def _unit(unit: object) -> str:
     text = "" if unit is None else str(unit)
-    return UNIT_SUFFIX.get(text, text)
+    return UNIT_ABBREVIATIONS.get(text, text)
 
 
 def _with_unit(text: str, unit: object) -> str:

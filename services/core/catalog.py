@@ -55,6 +55,17 @@ ATTACHMENTS = range(1, 18)  # the plan has 17 attachments
 
 Unit = Literal["working_days", "working_hours", "hours", "calendar_days", "count", "percent"]
 TIME_UNITS: frozenset[str] = frozenset({"working_days", "working_hours", "hours", "calendar_days"})
+#: How units are abbreviated in tables and reports.
+UNIT_ABBREVIATIONS: dict[str, str] = {
+    "working_days": "wd",
+    "working_hours": "wh",
+    "hours": "h",
+    "calendar_days": "d",
+    "count": "",
+    "percent": "%",
+}
+#: Comparisons allow for floating-point noise of this size.
+TOLERANCE = 1e-9
 Channel = Literal["online", "offline"]
 StepKind = Literal["service", "approval", "external"]
 Statistic = Literal["each", "mean", "share"]
@@ -119,6 +130,12 @@ class Target(_Model):
     @property
     def is_time(self) -> bool:
         return self.unit in TIME_UNITS
+
+    def meets(self, value: Any) -> Any:
+        """Whether a measured value (a number or a numpy array) is within the bound."""
+        if self.bound == "at_most":
+            return value <= self.value + TOLERANCE
+        return value >= self.value - TOLERANCE
 
     @property
     def immediate(self) -> bool:

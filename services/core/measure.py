@@ -52,6 +52,14 @@ class StepTimes:
     done: dict[str, np.ndarray]
     attempts: dict[str, np.ndarray]
 
+    def subset(self, mask: np.ndarray) -> StepTimes:
+        """The same for the cases selected by ``mask``."""
+        return StepTimes(
+            {k: v[mask] for k, v in self.enabled.items()},
+            {k: v[mask] for k, v in self.done.items()},
+            {k: v[mask] for k, v in self.attempts.items()},
+        )
+
 
 @dataclass(frozen=True)
 class Measurement:
@@ -104,13 +112,6 @@ def _interval(
     raise ValueError(f"scope {target.scope} is not an interval")
 
 
-def _compare(target: Target, values: np.ndarray) -> np.ndarray:
-    tolerance = 1e-9
-    if target.bound == "at_most":
-        return values <= target.value + tolerance
-    return values >= target.value - tolerance
-
-
 def measure_target(
     matter: Matter,
     target: Target,
@@ -140,17 +141,13 @@ def measure_target(
     finished = np.isfinite(completed)
     if not finished.all():  # rejected cases have no completion time to measure
         submitted, completed = submitted[finished], completed[finished]
-        steps = StepTimes(
-            {k: v[finished] for k, v in steps.enabled.items()},
-            {k: v[finished] for k, v in steps.done.items()},
-            {k: v[finished] for k, v in steps.attempts.items()},
-        )
+        steps = steps.subset(finished)
     if target.metric == "visits":
         visits = np.zeros(len(submitted))
         for s in matter.steps:
             if s.kind == "service" and s.channel == "offline" and s.id in steps.attempts:
                 visits = visits + steps.attempts[s.id]
-        return Measurement(target, values=visits, attained=_compare(target, visits))
+        return Measurement(target, values=visits, attained=target.meets(visits))
     if not target.is_time:
         return Measurement(target, not_simulated=f"{target.metric} is not a simulated quantity")
     starts, ends = _interval(target, submitted, completed, steps)
@@ -161,7 +158,7 @@ def measure_target(
             [same_working_day(a, b, office) for a, b in zip(starts, ends, strict=True)]
         )
     else:
-        attained = _compare(target, values)
+        attained = target.meets(values)
     return Measurement(target, values=values, attained=attained)
 
 
@@ -195,4 +192,4 @@ def _share_flags(
     if case_target is None:
         return np.ones(len(submitted), dtype=bool)
     values = elapsed(case_target.unit, submitted, completed, office)
-    return _compare(case_target, values)
+    return case_target.meets(values)
