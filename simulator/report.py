@@ -180,16 +180,19 @@ def _ci(value: object) -> tuple[float, float] | None:
     return low, high
 
 
-def _target_label(target: Mapping[str, Any]) -> str:
-    """'metric scope ≤ value unit', e.g. 'case_duration case ≤ 1 wd'."""
+def _target_label(target: Mapping[str, Any], *, for_plot: bool = False) -> str:
+    """'metric scope ≤ value unit', e.g. 'case_duration case ≤ 1 wd'.  In plots (whose
+    font may lack CJK glyphs) a Chinese ``applies_to`` is shown as "(subset)"."""
     symbol = BOUND_SYMBOL.get(str(target.get("bound")), "≤")
     value = _with_unit(_fmt_target_value(target.get("value")), target.get("unit"))
     words = [str(target.get("metric") or "?")]
     if target.get("scope"):
         words.append(str(target["scope"]))
     words += [symbol, value]
+    if target.get("year") not in (None, 2021):
+        words.append(f"[{target['year']}]")
     if target.get("applies_to"):
-        words.append(f"({target['applies_to']})")
+        words.append("(subset)" if for_plot else f"({target['applies_to']})")
     return " ".join(words)
 
 
@@ -242,11 +245,16 @@ def _histogram(latency: Mapping[str, Any]) -> tuple[list[float], list[float]] | 
 
 
 def _time_target(matter: Mapping[str, Any], unit: object) -> Mapping[str, Any] | None:
-    """The matter's first target measured in ``unit`` (the latency's unit), if any."""
+    """The matter's first whole-case target measured in ``unit`` (the latency's unit):
+    the histogram shows whole-case latency, so a step or sum target does not belong."""
     if unit is None:
         return None
     for target in _targets(matter):
-        if target.get("unit") == unit and _number(target.get("value")) is not None:
+        if (
+            target.get("unit") == unit
+            and target.get("scope", "case") == "case"
+            and _number(target.get("value")) is not None
+        ):
             return target
     return None
 
@@ -397,7 +405,10 @@ def _attainment_chart(matters: Mapping[str, Mapping[str, Any]], prefix: str) -> 
     bars: list[tuple[str, float | None, tuple[float, float] | None]] = []
     for matter_id, matter in matters.items():
         for target in _targets(matter):
-            label = f"{_plot_label(matter_id, '?')}: {_plot_label(_target_label(target), '?')}"
+            label = (
+                f"{_plot_label(matter_id, '?')}: "
+                f"{_plot_label(_target_label(target, for_plot=True), '?')}"
+            )
             bars.append((label, _number(target.get("attainment")), _ci(target.get("ci95"))))
     if not bars:
         return None
@@ -461,7 +472,9 @@ def _histograms_chart(matters: Mapping[str, Mapping[str, Any]], prefix: str) -> 
             value = _number(target.get("value")) if target else None
             if target is None or value is None:
                 continue
-            text = _plot_label(f"target {_target_label(target)}", "target")
+            bound = BOUND_SYMBOL.get(str(target.get("bound")), "≤")
+            suffix = UNIT_ABBREVIATIONS.get(str(target.get("unit")), "")
+            text = f"target {bound} {value:g} {suffix}".strip()
             low, high = edges[0], edges[-1]
             if value <= high + 0.5 * (high - low):
                 ax.set_xlim(min(low, value), max(high, value * 1.02))
@@ -767,7 +780,8 @@ def _comparison_chart(
         tb = next((t for t in _targets(mb) if _target_key(t) == key), None)
         entries.append(
             (
-                f"{_plot_label(matter_id, '?')}\n{_plot_label(_target_label(target), '')}",
+                f"{_plot_label(matter_id, '?')}\n"
+                f"{_plot_label(_target_label(target, for_plot=True), '')}",
                 _number((ta or {}).get("attainment")),
                 _number((tb or {}).get("attainment")),
                 (ta or {}).get("ci95"),
