@@ -91,8 +91,7 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
-    import numpy  # noqa: F401  (imports are not timed)
-    import numpy.random  # noqa: F401
+    import numpy.random  # noqa: F401  (imports are not timed)
 
     from simulator.queueing import erlang_c_wait, mmc_scenario, single_step_catalog
 

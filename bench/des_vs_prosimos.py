@@ -74,7 +74,9 @@ def worker(cases: list[int], seed: int) -> int:
         traces = log_info.trace_list  # index = case id = arrival order
         kept = traces[int(len(traces) * WARMUP_SHARE) :]
         cycle = statistics.fmean((t.completed_at - t.started_at).total_seconds() for t in kept)
-        wait_a = statistics.fmean(e.waiting_time for t in kept for e in t.event_list if e.task_id == "a")
+        wait_a = statistics.fmean(
+            e.waiting_time for t in kept for e in t.event_list if e.task_id == "a"
+        )
         runs.append(
             {
                 "cases": len(traces),
