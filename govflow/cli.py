@@ -32,8 +32,9 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
 )
-console = Console()
-err_console = Console(stderr=True)
+# emoji off: "step:accept:" and the like are domain text, not emoji codes
+console = Console(emoji=False)
+err_console = Console(stderr=True, emoji=False)
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -411,24 +412,19 @@ def plan_command(
 
 def render_plan(document: dict[str, Any], out: Console) -> None:
     departments = document["departments"]
-    counties = sorted({c for cs in departments.values() for c in cs})
     table = Table(
         title=f"Fewest clerks meeting {100 * document['attainment']:.0f}% attainment "
         f"({document['scenario']})",
-        caption="planned (scenario's current staffing in brackets)",
+        caption="planned / scenario's current staffing",
     )
     table.add_column("Department")
-    for c in counties:
-        table.add_column(c, justify="right")
-    table.add_column("Total", justify="right")
+    table.add_column("Total", justify="right", no_wrap=True)
+    table.add_column("Per county")
     for dept, cs in departments.items():
-        cells = []
-        for c in counties:
-            v = cs.get(c)
-            cells.append("—" if v is None else f"{v['clerks']} [dim]({v['scenario_clerks']})[/]")
         total = sum(v["clerks"] for v in cs.values())
         current = sum(v["scenario_clerks"] for v in cs.values())
-        table.add_row(dept, *cells, f"{total} [dim]({current})[/]")
+        per_county = " · ".join(f"{c} {v['clerks']}/{v['scenario_clerks']}" for c, v in cs.items())
+        table.add_row(dept, f"{total}/{current}", per_county)
     out.print(table)
     out.print(
         f"total {document['total_clerks']} clerks "

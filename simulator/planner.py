@@ -283,23 +283,24 @@ def plan(
         return found, reps
 
     found, reps = evaluate("start")
-    rounds = 1
-    while found and rounds < max_rounds:  # grow
-        waits, _ = _pool_waits(reps)
-        grown = set()
-        for miss in found:
-            candidates = [p for p in miss.pools if p in clerks]
-            if candidates:
-                grown.add(max(candidates, key=lambda p: (waits.get(p, 0.0), p)))
-        if not grown:
-            break
-        for pool in grown:
-            clerks[pool] += 1
-        found, reps = evaluate("grow")
-        rounds += 1
     frozen: set[Pool] = set()
-    while not found and rounds < max_rounds:  # trim
-        # one pool per county per round (counties are independent): the least utilised
+    rounds = 1
+    while rounds < max_rounds:
+        if found:  # grow: the longest-waiting pool behind every miss gets a clerk
+            waits, _ = _pool_waits(reps)
+            grown = set()
+            for miss in found:
+                candidates = [p for p in miss.pools if p in clerks]
+                if candidates:
+                    grown.add(max(candidates, key=lambda p: (waits.get(p, 0.0), p)))
+            if not grown:
+                break
+            for pool in grown:
+                clerks[pool] += 1
+            found, reps = evaluate("grow")
+            rounds += 1
+            continue
+        # trim: one pool per county per round (counties are independent), least utilised
         _, utils = _pool_waits(reps)
         per_county: dict[str, Pool] = {}
         for pool, n in clerks.items():
@@ -315,7 +316,7 @@ def plan(
             clerks[pool] -= 1
         found, reps = evaluate("trim")
         rounds += 1
-        if found:
+        if found:  # give the clerk back, for good, wherever a target now misses
             blamed = {p for miss in found for p in miss.pools} & trial
             for pool in blamed or trial:
                 clerks[pool] += 1
