@@ -120,3 +120,12 @@ def test_unknown_matter_is_an_input_error():
 def test_bad_environment_is_an_input_error():
     result = govflow("catalog", env={"GOVFLOW_SPEED": "fast"})
     assert_one_line_error(result, "GOVFLOW_SPEED")
+
+
+def test_consoles_print_scopes_as_text():
+    from govflow.cli import console, err_console
+
+    for c in (console, err_console):
+        with c.capture() as captured:
+            c.print("power step:accept: 7 counties")
+        assert "step:accept: 7" in captured.get()
