@@ -357,6 +357,16 @@ def plan_command(
     replications: ReplicationsOption = 2,
     seed: SeedOption = None,
     workers: WorkersOption = None,
+    slack: Annotated[
+        float,
+        typer.Option(
+            "--slack",
+            min=0.0,
+            max=0.5,
+            help="For a target missed even with unlimited clerks: how much attainment "
+            "queueing may cost below the no-queue result.",
+        ),
+    ] = 0.01,
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Output folder.")] = None,
 ) -> None:
     """The fewest clerks per department and county that meet every target.
@@ -384,6 +394,7 @@ def plan_command(
             replications=replications,
             seed=seed,
             workers=workers or _default_workers(),
+            slack=slack,
             on_round=lambda r: progress.update(
                 task, description=f"{r.phase}: {r.clerks} clerks, {r.misses} misses"
             ),

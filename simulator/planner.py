@@ -192,7 +192,9 @@ class Goal:
 
 
 def goals(
-    no_queue: dict[Key, tuple[Target, float, list[Pool]]], attainment: float
+    no_queue: dict[Key, tuple[Target, float, list[Pool]]],
+    attainment: float,
+    slack: float = ATTAINMENT_SLACK,
 ) -> dict[Key, Goal]:
     """The goal of every (matter, target, county), from a run with unlimited clerks."""
     out: dict[Key, Goal] = {}
@@ -201,7 +203,7 @@ def goals(
         if plan_goal.met(target, value):
             out[key] = plan_goal
         elif target.statistic == "each":
-            out[key] = Goal(False, value - ATTAINMENT_SLACK, target.value)
+            out[key] = Goal(False, value - slack, target.value)
         else:
             slack = abs(value) * VALUE_SLACK + (1.0 if target.statistic == "share" else 0.0)
             relaxed = value + slack if target.bound == "at_most" else value - slack
@@ -243,6 +245,7 @@ def plan(
     seed: int | None = None,
     workers: int = 1,
     max_rounds: int = 30,
+    slack: float = ATTAINMENT_SLACK,
     on_round: Callable[[Round], None] | None = None,
 ) -> Plan:
     """Find the fewest clerks per pool that meet every plannable target (see module doc)."""
@@ -263,7 +266,7 @@ def plan(
         catalog, no_queue_scenario, replications=replications, seed=seed, workers=workers
     )
     no_queue = county_values(catalog, no_queue_scenario, no_queue_reps)
-    targets = goals(no_queue, attainment)
+    targets = goals(no_queue, attainment, slack)
     result.unfixable = [
         Miss(key[0], target, key[2], value, pools)
         for key, (target, value, pools) in no_queue.items()
