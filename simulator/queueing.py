@@ -13,38 +13,51 @@ from services.core.catalog import Catalog
 from services.core.scenario import Scenario, scenario_from_dict
 
 
-def single_step_catalog(target_hours: float = 24.0) -> Catalog:
-    """One matter with one step at one department, nothing else (attachment 1)."""
+def one_matter_catalog(
+    matter_id: str,
+    name: str,
+    departments: list[str],
+    steps: list[dict[str, Any]],
+    target_hours: float = 24.0,
+) -> Catalog:
+    """A catalog of one matter (attachment 1) in one county, with a whole-case target in
+    clock hours; the other attachments are declared out of scope."""
     return Catalog.model_validate(
         {
-            "title": "queueing validation",
+            "title": f"{name} (validation)",
             "counties": [{"id": "xinzhou", "name": "信州区"}],
-            "departments": [{"id": "desk", "name": "窗口", "name_en": "desk"}],
+            "departments": [{"id": d, "name": d, "name_en": d} for d in departments],
             "matters": [
                 {
-                    "id": "mmc",
-                    "name": "排队",
-                    "name_en": "queue",
+                    "id": matter_id,
+                    "name": name,
+                    "name_en": matter_id,
                     "attachment": 1,
-                    "lead_department": "desk",
-                    "steps": [{"id": "serve", "name": "办理", "department": "desk"}],
+                    "lead_department": departments[0],
+                    "steps": steps,
                     "targets": [
                         {
                             "metric": "case_duration",
                             "value": target_hours,
                             "unit": "hours",
                             "scope": "case",
-                            "source": "test target",
+                            "source": "validation target",
                         }
                     ],
                 }
             ],
             "unmodelled": [
-                {"attachment": a, "title": "-", "reason": "not part of this test"}
+                {"attachment": a, "title": "-", "reason": "not part of this validation"}
                 for a in range(2, 18)
             ],
         }
     )
+
+
+def single_step_catalog(target_hours: float = 24.0) -> Catalog:
+    """One matter ``mmc`` with one step ``serve`` at department ``desk``."""
+    steps = [{"id": "serve", "name": "办理", "department": "desk"}]
+    return one_matter_catalog("mmc", "排队", ["desk"], steps, target_hours)
 
 
 def erlang_c_wait(servers: int, arrivals_per_hour: float, service_hours: float) -> float:
@@ -117,38 +130,8 @@ def fork_join_catalog(target_hours: float = 24.0) -> Catalog:
         {"id": "c", "name": "审查乙", "department": "desk_c", "depends_on": ["a"]},
         {"id": "d", "name": "办结", "department": "desk_d", "depends_on": ["b", "c"]},
     ]
-    return Catalog.model_validate(
-        {
-            "title": "fork/join validation",
-            "counties": [{"id": "xinzhou", "name": "信州区"}],
-            "departments": [
-                {"id": f"desk_{s}", "name": f"窗口{s.upper()}", "name_en": f"desk {s}"}
-                for s in "abcd"
-            ],
-            "matters": [
-                {
-                    "id": "fork_join",
-                    "name": "并联",
-                    "name_en": "fork/join",
-                    "attachment": 1,
-                    "lead_department": "desk_a",
-                    "steps": steps,
-                    "targets": [
-                        {
-                            "metric": "case_duration",
-                            "value": target_hours,
-                            "unit": "hours",
-                            "scope": "case",
-                            "source": "test target",
-                        }
-                    ],
-                }
-            ],
-            "unmodelled": [
-                {"attachment": a, "title": "-", "reason": "not part of this test"}
-                for a in range(2, 18)
-            ],
-        }
+    return one_matter_catalog(
+        "fork_join", "并联", [f"desk_{s}" for s in "abcd"], steps, target_hours
     )
 
 
