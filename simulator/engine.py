@@ -28,11 +28,13 @@ from typing import Any
 import numpy as np
 import simpy
 
+from services.core import stepping
 from services.core.calendar import WorkingCalendar
 from services.core.catalog import Catalog, Matter
 from services.core.clerks import ClerkPool
 from services.core.scenario import Scenario
-from services.core.steps import StepDraw, StepModel, advance
+from services.core.stepping import Outcome
+from services.core.steps import StepDraw, StepModel
 from simulator.demand import MatterArrivals, generate_demand, midnight
 
 
@@ -270,14 +272,14 @@ def run_replication(catalog: Catalog, scenario: Scenario, seed: int) -> Replicat
         draw = run.models[si].draw(seq, attempt, scale)
         step = run.steps[si]
         if step.kind == "external":
-            done = advance(at, draw.duration, office)
+            done = stepping.external_done(draw, at, office)
             at_time(done, complete, (run, seq, state, si, attempt, at, at, 0, done, -1, draw))
             return
-        arrival = advance(at, draw.block_delay, run.calendars[si]) if draw.block_delay else at
-        if arrival > at:
-            schedule(arrival, serve, run, seq, state, si, attempt, at, arrival, draw)
+        arrived = stepping.arrival(draw, at, run.calendars[si])
+        if arrived > at:
+            schedule(arrived, serve, run, seq, state, si, attempt, at, arrived, draw)
         else:
-            serve(run, seq, state, si, attempt, at, arrival, draw)
+            serve(run, seq, state, si, attempt, at, arrived, draw)
 
     def serve(
         run: _MatterRun,
@@ -291,15 +293,8 @@ def run_replication(catalog: Catalog, scenario: Scenario, seed: int) -> Replicat
     ) -> None:
         if state.rejected:
             return
-        calendar = run.calendars[si]
-        pool = run.pools[si][run.county[seq]]
-        assert draw.service is not None
-        given = pool.assign(calendar.clock_at(arrival), draw.service.us)
-        lag = draw.lag
-        if lag is not None and lag.clock == "working":
-            done = calendar.posix_at(given.done + lag.us)
-        else:
-            done = calendar.posix_at(given.done) + (lag.us / 1e6 if lag is not None else 0.0)
+        served = stepping.serve(run.pools[si][run.county[seq]], run.calendars[si], arrival, draw)
+        done = served.done
         args = (
             run,
             seq,
@@ -308,9 +303,9 @@ def run_replication(catalog: Catalog, scenario: Scenario, seed: int) -> Replicat
             attempt,
             enabled,
             arrival,
-            given.start,
+            served.start_w,
             done,
-            given.clerk,
+            served.clerk,
             draw,
         )
         if run.book_at_once[si]:
@@ -336,12 +331,13 @@ def run_replication(catalog: Catalog, scenario: Scenario, seed: int) -> Replicat
         rec_arrival(arrival)
         rec_start_w(start_w)
         rec_done(done)
-        if draw.reject:
+        result = stepping.outcome(draw)
+        if result is Outcome.REJECT:
             state.rejected = True
             run.rejected_at[seq] = si
             return
-        if draw.rework:
-            again = advance(done, draw.rework_delay, run.calendars[si])
+        if result is Outcome.REWORK:
+            again = stepping.rework_at(draw, done, run.calendars[si])
             schedule(again, enable, run, seq, state, si, attempt + 1, again)
             return
         for nxt in run.successors[si]:
