@@ -60,21 +60,34 @@ class CaseSubmitted(Payload):
 
 
 class StepCompleted(Payload):
-    """A department finished one step of a case (also: rejected it)."""
+    """A department finished one attempt at one step of a case.
+
+    ``outcome``: ``done`` (successors may start), ``rework`` (容缺: the applicant must
+    complete the materials; another attempt follows) or ``rejected`` (the case ends).
+    ``seq`` and ``segment`` identify the case's draws (see :mod:`services.core.timing`)
+    and travel with the case from department to department.
+    """
 
     step: str
     department: str
     clerk: str | None = None
     enabled_at: AwareDatetime
+    arrived_at: AwareDatetime | None = None  # at the clerks, after a block (default: enabled)
     started_at: AwareDatetime
-    outcome: Literal["done", "rejected"] = "done"
+    outcome: Literal["done", "rework", "rejected"] = "done"
     reason: str | None = None
     attempt: int = Field(default=1, ge=1)
+    seq: int | None = Field(default=None, ge=0)
+    segment: int = Field(default=-1, ge=-1)
+    unit_code: UnitCode | None = None  # property matters: the unit the case is about
+    owner: str | None = Field(default=None, min_length=1, max_length=128)  # its buyer
 
     @model_validator(mode="after")
     def _ordered(self) -> StepCompleted:
-        if self.started_at < self.enabled_at:
-            raise ValueError("started_at is before enabled_at")
+        if self.started_at < (self.arrived_at or self.enabled_at):
+            raise ValueError("started_at is before the case arrived")
+        if self.arrived_at is not None and self.arrived_at < self.enabled_at:
+            raise ValueError("arrived_at is before enabled_at")
         if self.outcome == "rejected" and not self.reason:
             raise ValueError("a rejected step needs a reason")
         return self
@@ -128,6 +141,7 @@ CORE_EVENT_TYPES: dict[str, type[Payload]] = {
     "case.completed": CaseCompleted,
     "case.rejected": CaseRejected,
     "step.completed": StepCompleted,
+    "step.reworked": StepCompleted,
     "property.transferred": PropertyTransferred,
     "utility.transferred": UtilityTransferred,
 }

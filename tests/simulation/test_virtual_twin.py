@@ -1,0 +1,146 @@
+"""The live department logic, without a broker, against the capacity engine."""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+
+import pytest
+
+from services.core.catalog import default_catalog
+from services.core.department import CaseRecord, DepartmentRules, case_seq
+from services.core.events import Event, StepCompleted, decode_event
+from services.core.scenario import load_scenario
+from simulator.engine import run_replication
+from simulator.virtual import run_virtual, submissions
+
+
+@pytest.fixture(scope="module")
+def week():
+    catalog = default_catalog()
+    scenario = load_scenario("scenarios/shangrao-2021.yaml", catalog)
+    scenario = scenario.model_copy(
+        update={
+            "horizon": scenario.horizon.model_copy(
+                update={"start": date(2021, 3, 1), "end": date(2021, 3, 5)}
+            )
+        }
+    )
+    return catalog, scenario
+
+
+def test_departments_schedule_exactly_what_the_engine_simulates(week):
+    catalog, scenario = week
+    virtual = run_virtual(catalog, scenario, 5)
+    rep = run_replication(catalog, scenario, 5)
+    cols = rep.columns()
+    simulated = {}
+    for i in range(len(cols["seq"])):
+        matter = rep.matters[cols["matter"][i]]
+        step = rep.outcomes[matter].matter.steps[cols["step"][i]].id
+        simulated[(f"{matter}-{cols['seq'][i]:07d}", step, int(cols["attempt"][i]))] = (
+            cols["done"][i],
+            int(cols["clerk"][i]),
+        )
+    live = {}
+    for event in virtual.events:
+        p = event.payload
+        assert isinstance(p, StepCompleted)
+        clerk = -1 if p.clerk is None else int(p.clerk.rsplit("/", 1)[1]) - 1
+        live[(event.case_id, p.step, p.attempt - 1)] = (event.occurred_at.timestamp(), clerk)
+    assert len(live) > 10_000
+    assert live.keys() == simulated.keys()
+    for key, (done, clerk) in live.items():
+        assert done == pytest.approx(simulated[key][0], abs=1e-3), key
+        assert clerk == simulated[key][1], key
+    # every event the departments publish is a valid event on the wire
+    for event in virtual.events[:2000]:
+        assert decode_event(event.to_bytes()) == event
+
+
+@pytest.fixture(scope="module")
+def rules(week):
+    catalog, scenario = week
+    return {d: DepartmentRules(catalog, scenario, d, 5) for d in ("property", "tax", "power")}
+
+
+def first_submission(week, matter: str) -> Event:
+    _, scenario = week
+    return next(e for e in submissions(scenario, 5) if e.matter == matter)
+
+
+def test_duplicates_change_nothing(week, rules):
+    submitted = first_submission(week, "linked_transfer")
+    record = CaseRecord()
+    first = rules["property"].on_event(submitted, record)
+    assert [a.step for a in first] == ["accept_lock"]
+    assert rules["property"].on_event(submitted, record) == []
+    assert rules["tax"].on_event(submitted, CaseRecord()) == []  # not its entry step
+
+
+def test_join_waits_for_every_predecessor_in_any_order(week, rules):
+    submitted = first_submission(week, "property_transfer")
+    t0 = submitted.occurred_at
+
+    def done(event_type: str, step: str, department: str, hours: float) -> Event:
+        payload = StepCompleted(
+            step=step,
+            department=department,
+            enabled_at=t0,
+            started_at=t0,
+            seq=case_seq(submitted.case_id),
+        )
+        return submitted.caused(event_type, payload, t0 + timedelta(hours=hours))
+
+    review = done("property.reviewed", "review", "property", 5)
+    tax = done("tax.cleared", "tax_assessment", "tax", 9)
+    for order in ((review, tax), (tax, review)):
+        record = CaseRecord()
+        assert rules["property"].on_event(order[0], record) == []
+        actions = rules["property"].on_event(order[1], record)
+        assert [a.step for a in actions] == ["register"]
+        # enabled when the later predecessor finished
+        assert actions[0].enabled == pytest.approx((t0 + timedelta(hours=9)).timestamp())
+
+
+def test_a_rejected_case_goes_no_further(week, rules):
+    submitted = first_submission(week, "linked_transfer")
+    t0 = submitted.occurred_at
+    record = CaseRecord()
+    rejected = submitted.caused(
+        "tax.rejected",
+        StepCompleted(
+            step="tax_clearance",
+            department="tax",
+            enabled_at=t0,
+            started_at=t0,
+            outcome="rejected",
+            reason="契税未缴",
+            seq=case_seq(submitted.case_id),
+        ),
+        t0,
+    )
+    assert rules["property"].on_event(rejected, record) == []
+    assert record.rejected
+    cleared = submitted.caused(
+        "tax.cleared",
+        StepCompleted(
+            step="tax_clearance",
+            department="tax",
+            enabled_at=t0,
+            started_at=t0,
+            seq=case_seq(submitted.case_id),
+        ),
+        t0,
+    )
+    assert rules["property"].on_event(cleared, record) == []
+
+
+def test_case_record_round_trips_as_json(week, rules):
+    import json
+
+    submitted = first_submission(week, "linked_transfer")
+    record = CaseRecord()
+    actions = rules["property"].on_event(submitted, record)
+    again = CaseRecord.from_dict(json.loads(json.dumps(record.to_dict())))
+    assert again == record
+    assert type(actions[0]).from_dict(json.loads(json.dumps(actions[0].to_dict()))) == actions[0]
