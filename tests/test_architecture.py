@@ -21,6 +21,8 @@ DEPARTMENTS = [
     "housingfund",
     "customs",
     "finance",
+    "approval",
+    "tendering",
     "tracker",
 ]
 INFRASTRUCTURE = {"faust", "aiokafka", "kafka", "simpy", "prometheus_client", "mode"}

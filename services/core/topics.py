@@ -45,6 +45,11 @@ class Topics:
     def dead_letters(self) -> str:
         return f"{self.prefix}.deadletter"
 
+    @property
+    def control(self) -> str:
+        """Run announcements (scenario, seed, sim clock), read by every worker."""
+        return f"{self.prefix}.control"
+
     def inputs_of(self, catalog: Catalog, department_id: str) -> tuple[str, ...]:
         """Topics a department must read: submissions if it runs an entry step, plus the
         topics of every department that runs a predecessor of one of its steps."""
@@ -58,6 +63,6 @@ class Topics:
 
     def all(self, catalog: Catalog) -> tuple[str, ...]:
         """Every topic the twin uses."""
-        names = {self.submissions, self.cases, self.dead_letters}
+        names = {self.submissions, self.cases, self.dead_letters, self.control}
         names.update(self.department(d.id) for d in catalog.departments)
         return tuple(sorted(names))

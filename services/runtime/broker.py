@@ -38,7 +38,11 @@ def bootstrap_of(url: str) -> str:
 
 async def wait_for_broker(bootstrap: str, timeout: float = 20.0) -> float:
     """Poll until the broker answers a Metadata request; seconds waited."""
+    import logging
+
     from aiokafka.admin import AIOKafkaAdminClient
+
+    logging.getLogger("aiokafka").setLevel(logging.CRITICAL)  # refusals while it starts
 
     started = time.monotonic()
     last: Exception | None = None

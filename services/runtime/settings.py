@@ -44,6 +44,16 @@ class Settings(BaseSettings):
     catalog_path: Path | None = Field(
         default=None, description="Another catalog YAML instead of the shipped one."
     )
+    embedded_broker_quirks: bool = Field(
+        default=True,
+        description="Work around the embedded broker's ListOffsets (one record per batch).",
+    )
+    watermark: float = Field(
+        default=0.3,
+        ge=0,
+        description="Wall seconds a department waits before acting on arrivals, so that "
+        "events delayed in transit are still served in time order.",
+    )
 
     @field_validator("broker_url")
     @classmethod

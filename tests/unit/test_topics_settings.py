@@ -29,7 +29,7 @@ def test_department_inputs_follow_the_dag():
     # telecom only transfers accounts after the property registration
     assert topics.inputs_of(catalog, "telecom") == ("govflow.dept.property",)
     assert "govflow.deadletter" in topics.all(catalog)
-    assert len(topics.all(catalog)) == 3 + len(catalog.departments)
+    assert len(topics.all(catalog)) == 4 + len(catalog.departments)
 
 
 def test_topic_prefix_is_checked():

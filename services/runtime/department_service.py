@@ -1,0 +1,212 @@
+"""A department as a Faust stream processor: a thin adapter around DepartmentRules.
+
+* ``inputs`` agent — every event on the department's input topics (submissions and the
+  topics of departments whose steps precede its own): decoded strictly (malformed →
+  dead-letter topic with the reason, the source topic/offset and the original bytes),
+  handed to :meth:`DepartmentRules.on_event`, the planned actions kept in the
+  ``pending`` table (changelog-backed: a crash loses nothing).
+* a timer — when a county this worker owns has actions due on the sim clock, it sends
+  that county a tick (a Faust timer may not write tables; an agent may);
+* ``ticks`` agent — executes the due actions in time order: clerk assignments update the
+  county's ``pools`` entry; completions are published on the department's topic.
+
+The run (scenario, seed, sim clock) is announced by the replay on the control topic,
+which every worker reads in full, outside any consumer group.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import logging
+from typing import Any
+
+import faust
+
+from services.core.catalog import Catalog, default_catalog
+from services.core.department import Action, CaseRecord, DepartmentRules
+from services.core.events import EventValidationError, decode_event
+from services.core.scenario import load_scenario
+from services.core.topics import Topics
+from services.runtime.app import PARTITIONS, make_app
+from services.runtime.broker import bootstrap_of
+from services.runtime.clock import RunAnnounced, SimClock
+from services.runtime.deadletter import DeadLetter
+from services.runtime.settings import Settings, load_settings
+
+log = logging.getLogger(__name__)
+
+TICK_INTERVAL = 0.05  # wall seconds between checks for due work
+
+
+class DepartmentService:
+    def __init__(
+        self,
+        department: str,
+        settings: Settings,
+        broker_url: str,
+        catalog: Catalog | None = None,
+    ) -> None:
+        self.department = department
+        self.settings = settings
+        self.catalog = catalog or default_catalog()
+        self.broker_url = broker_url
+        self.topics = Topics(settings.topic_prefix)
+        self.app = app = make_app(department, settings, broker_url)
+        raw: dict[str, Any] = {"key_serializer": "raw", "value_serializer": "raw"}
+        self.input_topic = app.topic(*self.topics.inputs_of(self.catalog, department), **raw)
+        self.output_topic = app.topic(self.topics.department(department), **raw)
+        self.dead_letter_topic = app.topic(self.topics.dead_letters, **raw)
+        self.tick_topic = app.topic(
+            f"{self.topics.prefix}.tick.{department}", partitions=PARTITIONS, internal=True, **raw
+        )
+        self.cases = app.Table("cases", default=None, partitions=PARTITIONS)
+        self.pools = app.Table("pools", default=None, partitions=PARTITIONS)
+        self.pending = app.Table("pending", default=None, partitions=PARTITIONS)
+        self.rules: DepartmentRules | None = None
+        self.clock: SimClock | None = None
+        self.run_id: str | None = None
+        self.heaps: dict[str, list[tuple[float, str]]] = {}
+        self.dead_letters = 0
+        app.agent(self.input_topic, name=f"{department}-inputs")(self.process_inputs)
+        app.agent(self.tick_topic, name=f"{department}-ticks")(self.process_ticks)
+        app.timer(interval=TICK_INTERVAL)(self.send_ticks)
+        app.task(self.follow_control)
+
+    # -- the run ----------------------------------------------------------------------------
+
+    def announce(self, run: RunAnnounced) -> None:
+        if run.run_id == self.run_id:
+            return
+        scenario = load_scenario(run.scenario, self.catalog)
+        self.rules = DepartmentRules(self.catalog, scenario, self.department, run.seed)
+        self.clock = SimClock(run)
+        self.run_id = run.run_id
+        log.info("run %s: %s seed %s at %gx", run.run_id, run.scenario, run.seed, run.speed)
+
+    async def follow_control(self) -> None:
+        """Read every run announcement (no consumer group: each worker needs them all)."""
+        from aiokafka import AIOKafkaConsumer
+
+        consumer = AIOKafkaConsumer(
+            self.topics.control,
+            bootstrap_servers=bootstrap_of(self.broker_url),
+            auto_offset_reset="earliest",
+            enable_auto_commit=False,
+            group_id=None,
+        )
+        await consumer.start()
+        try:
+            async for message in consumer:
+                try:
+                    self.announce(RunAnnounced.model_validate_json(message.value))
+                except Exception as exc:  # a bad control message must not stop the service
+                    log.warning("ignored control message at offset %s: %s", message.offset, exc)
+        finally:
+            await consumer.stop()
+
+    async def _rules(self) -> DepartmentRules:
+        while self.rules is None:  # inputs wait until the run is known
+            await asyncio.sleep(0.05)
+        return self.rules
+
+    # -- inputs -----------------------------------------------------------------------------
+
+    async def process_inputs(self, stream: faust.Stream) -> Any:
+        async for message in stream.events():
+            rules = await self._rules()
+            meta = message.message
+            raw = message.value
+            source = f"{meta.topic}@{meta.partition}:{meta.offset}"
+            try:
+                event = decode_event(raw, source=source, catalog=self.catalog)
+            except EventValidationError as exc:
+                await self.dead_letter(
+                    exc.reason, exc.field, meta.topic, meta.partition, meta.offset, raw
+                )
+                continue
+            record = CaseRecord.from_dict(self.cases.get(event.case_id))
+            actions = rules.on_event(event, record)
+            self.cases[event.case_id] = record.to_dict()
+            for action in actions:
+                self.plan(action)
+            yield event.event_id
+
+    async def dead_letter(
+        self, reason: str, field: str, topic: str, partition: int, offset: int, raw: bytes
+    ) -> None:
+        self.dead_letters += 1
+        letter = DeadLetter.of(self.department, reason, field, topic, partition, offset, raw)
+        await self.dead_letter_topic.send(key=self.department.encode(), value=letter.to_bytes())
+
+    def plan(self, action: Action) -> None:
+        self.pending[action.key] = action.to_dict()
+        heapq.heappush(self.heaps.setdefault(action.county, []), (action.at, action.key))
+
+    # -- the clock --------------------------------------------------------------------------
+
+    def due_counties(self, now: float) -> list[str]:
+        margin = self.settings.watermark * (self.clock.run.speed if self.clock else 0.0)
+        return [c for c, heap in self.heaps.items() if heap and heap[0][0] <= now - margin]
+
+    async def send_ticks(self) -> None:
+        if self.clock is None:
+            return
+        self.resync()
+        for county in self.due_counties(self.clock.now()):
+            await self.tick_topic.send(key=county.encode(), value=b"tick")
+
+    def resync(self) -> None:
+        """Rebuild the in-memory schedule from the pending table when they differ
+        (after a restart the table is restored from its changelog; the heap is not)."""
+        planned = sum(len(h) for h in self.heaps.values())
+        if planned >= len(self.pending):
+            return
+        self.heaps = {}
+        for key, data in list(self.pending.items()):
+            if data is not None:
+                heapq.heappush(self.heaps.setdefault(data["county"], []), (data["at"], key))
+
+    async def process_ticks(self, stream: faust.Stream) -> Any:
+        async for message in stream.events():
+            county = message.key.decode()
+            if self.rules is None or self.clock is None:
+                continue
+            horizon = self.clock.now() - self.settings.watermark * self.clock.run.speed
+            for event in self.execute_due(county, horizon):
+                await self.output_topic.send(key=county.encode(), value=event.to_bytes())
+            yield county
+
+    def execute_due(self, county: str, horizon: float) -> list[Any]:
+        """Execute every action of a county due by ``horizon``, in time order."""
+        assert self.rules is not None
+        heap = self.heaps.get(county, [])
+        events = []
+        pool = self.rules.pool(county, self.pools.get(county))
+        touched = False
+        while heap and heap[0][0] <= horizon:
+            _, key = heapq.heappop(heap)
+            data = self.pending.get(key)
+            if data is None:  # executed already (a duplicate tick, a replayed heap entry)
+                continue
+            action = Action.from_dict(data)
+            record = CaseRecord.from_dict(self.cases.get(action.case_id))
+            follow, event = self.rules.execute(action, pool, record)
+            touched = True
+            self.pending.pop(key, None)
+            self.cases[action.case_id] = record.to_dict()
+            for nxt in follow:
+                self.plan(nxt)
+            if event is not None:
+                events.append(event)
+        if touched:
+            self.pools[county] = pool.snapshot()
+        return events
+
+
+def department_app(department: str) -> faust.App:
+    """The Faust app of a department, configured from the environment."""
+    settings = load_settings()
+    if settings.broker_url is None:
+        raise RuntimeError("GOVFLOW_BROKER_URL is not set (govflow up sets it)")
+    return DepartmentService(department, settings, settings.broker_url).app

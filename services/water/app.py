@@ -1,0 +1,5 @@
+"""The water department's Faust worker: `python -m faust -A services.water.app worker`."""
+
+from services.runtime.department_service import department_app
+
+app = department_app("water")
