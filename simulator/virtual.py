@@ -21,12 +21,14 @@ from services.core.department import Action, CaseRecord, DepartmentRules, instan
 from services.core.events import CaseSubmitted, Event
 from services.core.scenario import Scenario
 from services.core.topics import Topics
+from services.core.tracking import CaseProgress
 from simulator.demand import case_id, generate_demand
 
 
 @dataclass
 class VirtualRun:
-    events: list[Event] = field(default_factory=list)  # everything published, in time order
+    events: list[Event] = field(default_factory=list)  # step events, in time order
+    verdicts: list[Event] = field(default_factory=list)  # the tracker's case.* events
 
 
 def submissions(scenario: Scenario, seed: int) -> list[Event]:
@@ -88,12 +90,21 @@ def run_virtual(catalog: Catalog, scenario: Scenario, seed: int) -> VirtualRun:
             (event.occurred_at.timestamp(), next(order), "event", (topics.submissions, event)),
         )
     run = VirtualRun()
+    tracked: dict[str, CaseProgress] = {}
+    matters = {m: scenario.matter(catalog, m) for m in scenario.demand}
     while queue:
         _, _, kind, item = heapq.heappop(queue)
         if kind == "event":
             topic, event = item
             if topic != topics.submissions:
                 run.events.append(event)
+            progress = tracked.setdefault(event.case_id, CaseProgress())
+            if progress.observe(event):
+                verdict = progress.verdict_event(
+                    matters[event.matter], event, scenario.office_calendar
+                )
+                if verdict is not None:
+                    run.verdicts.append(verdict)
             for dept in departments:
                 if topic not in inputs[dept]:
                     continue

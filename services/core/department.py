@@ -303,6 +303,14 @@ class DepartmentRules:
             return [retry], event
         return [], event
 
+    def _work_seconds(self, matter: Matter, step: Step, action: Action) -> float | None:
+        if step.kind == "external":
+            return None
+        draw = self.model(matter.id, step).draw(
+            action.seq, action.attempt, self._scale(matter.id, action.segment)
+        )
+        return draw.service.us / 1e6 if draw.service is not None else None
+
     def _completion_event(
         self, action: Action, matter: Matter, step: Step, result: stepping.Outcome
     ) -> Event:
@@ -324,6 +332,7 @@ class DepartmentRules:
             segment=action.segment,
             unit_code=action.unit_code,
             owner=action.owner,
+            work_seconds=self._work_seconds(matter, step, action),
         )
         event_type = step.emits
         payload: StepCompleted

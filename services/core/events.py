@@ -79,6 +79,7 @@ class StepCompleted(Payload):
     attempt: int = Field(default=1, ge=1)
     seq: int | None = Field(default=None, ge=0)
     segment: int = Field(default=-1, ge=-1)
+    work_seconds: float | None = Field(default=None, ge=0)  # the clerk's working time
     unit_code: UnitCode | None = None  # property matters: the unit the case is about
     owner: str | None = Field(default=None, min_length=1, max_length=128)  # its buyer
 

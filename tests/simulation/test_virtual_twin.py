@@ -52,6 +52,19 @@ def test_departments_schedule_exactly_what_the_engine_simulates(week):
     for key, (done, clerk) in live.items():
         assert done == pytest.approx(simulated[key][0], abs=1e-3), key
         assert clerk == simulated[key][1], key
+    # the tracker judges every case once, with the engine's completion time
+    completed = {e.case_id: e for e in virtual.verdicts if e.type == "case.completed"}
+    rejected = {e.case_id for e in virtual.verdicts if e.type == "case.rejected"}
+    assert len(completed) + len(rejected) == len(virtual.verdicts) == rep.cases
+    for matter_id, outcome in rep.outcomes.items():
+        for seq in range(len(outcome.arrivals)):
+            case = f"{matter_id}-{seq:07d}"
+            if outcome.rejected_at_step[seq] >= 0:
+                assert case in rejected
+            else:
+                assert completed[case].occurred_at.timestamp() == pytest.approx(
+                    outcome.completed[seq], abs=1e-3
+                )
     # every event the departments publish is a valid event on the wire
     for event in virtual.events[:2000]:
         assert decode_event(event.to_bytes()) == event

@@ -1,0 +1,147 @@
+"""The tracker's rule: follow each case's steps and judge it against its targets.
+
+Fed every event of a case (submission, each step attempt), a :class:`CaseProgress`
+knows when the case is terminal — all final steps done, or a step rejected it — and
+then measures every target with :mod:`services.core.measure` (the capacity engine's own
+measurement, on arrays of one case).  Idempotent: an event id seen before is ignored;
+the verdict is given once.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+
+from services.core.calendar import SHANGHAI, WorkingCalendar
+from services.core.catalog import Matter
+from services.core.events import (
+    CaseCompleted,
+    CaseRejected,
+    CaseSubmitted,
+    Event,
+    StepCompleted,
+    Verdict,
+)
+from services.core.measure import StepTimes, elapsed, measure_target
+
+
+@dataclass
+class StepProgress:
+    enabled: float = math.inf  # first enabling
+    done: float = -math.inf  # last completion
+    attempts: int = 0
+    finished: bool = False
+
+
+@dataclass
+class CaseProgress:
+    submitted: float | None = None
+    steps: dict[str, dict[str, Any]] = field(default_factory=dict)
+    seen: list[str] = field(default_factory=list)
+    verdict: str | None = None  # "completed" / "rejected" once judged
+    rejected_step: str | None = None
+    reason: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any] | None) -> CaseProgress:
+        return cls(**data) if data else cls()
+
+    def step(self, step_id: str) -> StepProgress:
+        return StepProgress(**self.steps.get(step_id, {}))
+
+    def observe(self, event: Event) -> bool:
+        """Take an event into account; False if it was seen before."""
+        event_id = str(event.event_id)
+        if event_id in self.seen:
+            return False
+        self.seen.append(event_id)
+        payload = event.payload
+        if isinstance(payload, CaseSubmitted):
+            self.submitted = event.occurred_at.timestamp()
+        elif isinstance(payload, StepCompleted):
+            progress = self.step(payload.step)
+            progress.enabled = min(progress.enabled, payload.enabled_at.timestamp())
+            progress.done = max(progress.done, event.occurred_at.timestamp())
+            progress.attempts = max(progress.attempts, payload.attempt)
+            if payload.outcome == "done":
+                progress.finished = True
+            elif payload.outcome == "rejected":
+                self.rejected_step, self.reason = payload.step, payload.reason
+            self.steps[payload.step] = asdict(progress)
+        return True
+
+    def terminal(self, matter: Matter) -> str | None:
+        """``completed``, ``rejected`` or None (still running, or submission not seen)."""
+        if self.submitted is None:
+            return None
+        if self.rejected_step is not None:
+            return "rejected"
+        if all(self.step(s.id).finished for s in matter.final_steps):
+            return "completed"
+        return None
+
+    def verdict_event(
+        self, matter: Matter, trigger: Event, office: WorkingCalendar
+    ) -> Event | None:
+        """The case.completed / case.rejected event, once, when the case is terminal."""
+        state = self.terminal(matter)
+        if state is None or self.verdict is not None:
+            return None
+        self.verdict = state
+        assert self.submitted is not None
+        submitted_at = _instant(self.submitted)
+        if state == "rejected":
+            return trigger.caused(
+                "case.rejected",
+                CaseRejected(
+                    submitted_at=submitted_at,
+                    step=self.rejected_step or "?",
+                    reason=self.reason or "rejected",
+                ),
+                trigger.occurred_at,
+            )
+        completed = max(self.step(s.id).done for s in matter.final_steps)
+        times = StepTimes(
+            {s.id: np.array([self.step(s.id).enabled]) for s in matter.steps},
+            {s.id: np.array([self.step(s.id).done]) for s in matter.steps},
+            {s.id: np.array([float(self.step(s.id).attempts)]) for s in matter.steps},
+        )
+        submitted, done = np.array([self.submitted]), np.array([completed])
+        verdicts, latency = [], {}
+        for target in matter.targets:
+            m = measure_target(
+                matter, target, submitted=submitted, completed=done, steps=times, office=office
+            )
+            if m.values is None or m.attained is None or not np.isfinite(m.values[0]):
+                continue
+            verdicts.append(
+                Verdict(
+                    metric=target.metric,
+                    scope=target.scope,
+                    target=target.value,
+                    unit=target.unit,
+                    measured=float(m.values[0]),
+                    attained=bool(m.attained[0]),
+                )
+            )
+            if target.is_time and target.scope == "case":
+                latency[target.unit] = float(m.values[0])
+        latency.setdefault(
+            "working_days", float(elapsed("working_days", submitted, done, office)[0])
+        )
+        return trigger.caused(
+            "case.completed",
+            CaseCompleted(submitted_at=submitted_at, latency=latency, verdicts=verdicts),
+            _instant(completed),
+        )
+
+
+def _instant(posix: float) -> datetime:
+    return datetime.fromtimestamp(posix, tz=SHANGHAI)
