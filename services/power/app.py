@@ -1,5 +1,5 @@
 """The power department's Faust worker: `python -m faust -A services.power.app worker`."""
 
-from services.runtime.department_service import department_app
+from services.runtime.services import department_app
 
 app = department_app("power")

@@ -19,6 +19,8 @@ def make_app(service: str, settings: Settings, broker_url: str) -> faust.App:
     recovered short; one record per batch makes recovery exact.  Apache Kafka does not
     need it, but it costs little at the twin's rates.
     """
+    datadir = settings.data_dir / "faust" / service
+    datadir.parent.mkdir(parents=True, exist_ok=True)
     return faust.App(
         f"govflow-{service}",
         broker=broker_url,
@@ -32,6 +34,6 @@ def make_app(service: str, settings: Settings, broker_url: str) -> faust.App:
         producer_max_batch_size=1 if settings.embedded_broker_quirks else 16384,
         web_enabled=False,
         autodiscover=False,
-        datadir=str(settings.data_dir / "faust" / service),
+        datadir=str(datadir),
         table_cleanup_interval=60.0,
     )

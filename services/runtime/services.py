@@ -23,11 +23,13 @@ from typing import Any
 
 import faust
 
-from services.core.catalog import Catalog, default_catalog
+from services.core.calendar import WorkingCalendar
+from services.core.catalog import Catalog, Matter, default_catalog
 from services.core.department import Action, CaseRecord, DepartmentRules
-from services.core.events import EventValidationError, decode_event
-from services.core.scenario import load_scenario
+from services.core.events import Event, EventValidationError, decode_event
+from services.core.scenario import Scenario, load_scenario
 from services.core.topics import Topics
+from services.core.tracking import CaseProgress
 from services.runtime.app import PARTITIONS, make_app
 from services.runtime.broker import bootstrap_of
 from services.runtime.clock import RunAnnounced, SimClock
@@ -39,49 +41,50 @@ log = logging.getLogger(__name__)
 TICK_INTERVAL = 0.05  # wall seconds between checks for due work
 
 
-class DepartmentService:
+RAW: dict[str, Any] = {"key_serializer": "raw", "value_serializer": "raw"}
+
+
+class Service:
+    """What every govflow service shares: the app, the run, strict input, dead letters."""
+
     def __init__(
-        self,
-        department: str,
-        settings: Settings,
-        broker_url: str,
-        catalog: Catalog | None = None,
+        self, name: str, settings: Settings, broker_url: str, catalog: Catalog | None = None
     ) -> None:
-        self.department = department
+        self.name = name
         self.settings = settings
         self.catalog = catalog or default_catalog()
         self.broker_url = broker_url
         self.topics = Topics(settings.topic_prefix)
-        self.app = app = make_app(department, settings, broker_url)
-        raw: dict[str, Any] = {"key_serializer": "raw", "value_serializer": "raw"}
-        self.input_topic = app.topic(*self.topics.inputs_of(self.catalog, department), **raw)
-        self.output_topic = app.topic(self.topics.department(department), **raw)
-        self.dead_letter_topic = app.topic(self.topics.dead_letters, **raw)
-        self.tick_topic = app.topic(
-            f"{self.topics.prefix}.tick.{department}", partitions=PARTITIONS, internal=True, **raw
-        )
-        self.cases = app.Table("cases", default=None, partitions=PARTITIONS)
-        self.pools = app.Table("pools", default=None, partitions=PARTITIONS)
-        self.pending = app.Table("pending", default=None, partitions=PARTITIONS)
-        self.rules: DepartmentRules | None = None
+        self.app = make_app(name, settings, broker_url)
+        self.dead_letter_topic = self.app.topic(self.topics.dead_letters, **RAW)
+        self.run: RunAnnounced | None = None
         self.clock: SimClock | None = None
-        self.run_id: str | None = None
-        self.heaps: dict[str, list[tuple[float, str]]] = {}
         self.dead_letters = 0
-        app.agent(self.input_topic, name=f"{department}-inputs")(self.process_inputs)
-        app.agent(self.tick_topic, name=f"{department}-ticks")(self.process_ticks)
-        app.timer(interval=TICK_INTERVAL)(self.send_ticks)
-        app.task(self.follow_control)
+        self.app.task(self.follow_control)
+        self.app.task(self.report_ready)
 
-    # -- the run ----------------------------------------------------------------------------
+    async def report_ready(self) -> None:
+        """Write ``<data_dir>/ready/<name>`` once this worker has partitions assigned
+        (``govflow up`` waits for every service's file)."""
+        import json
+        import os
+
+        while not self.app.consumer.assignment():
+            await asyncio.sleep(0.2)
+        ready = self.settings.data_dir / "ready"
+        ready.mkdir(parents=True, exist_ok=True)
+        partitions = sorted(f"{tp.topic}:{tp.partition}" for tp in self.app.consumer.assignment())
+        (ready / self.name).write_text(json.dumps({"pid": os.getpid(), "partitions": partitions}))
+
+    def on_run(self, run: RunAnnounced, scenario: Scenario) -> None:
+        """A new run was announced (override to build the run's rules)."""
 
     def announce(self, run: RunAnnounced) -> None:
-        if run.run_id == self.run_id:
+        if self.run is not None and run.run_id == self.run.run_id:
             return
         scenario = load_scenario(run.scenario, self.catalog)
-        self.rules = DepartmentRules(self.catalog, scenario, self.department, run.seed)
-        self.clock = SimClock(run)
-        self.run_id = run.run_id
+        self.on_run(run, scenario)
+        self.run, self.clock = run, SimClock(run)
         log.info("run %s: %s seed %s at %gx", run.run_id, run.scenario, run.seed, run.speed)
 
     async def follow_control(self) -> None:
@@ -105,10 +108,53 @@ class DepartmentService:
         finally:
             await consumer.stop()
 
-    async def _rules(self) -> DepartmentRules:
-        while self.rules is None:  # inputs wait until the run is known
+    async def until_run(self) -> RunAnnounced:
+        while self.run is None:  # input waits until the run is known
             await asyncio.sleep(0.05)
-        return self.rules
+        return self.run
+
+    async def decode(self, message: Any) -> Event | None:
+        """The event in a Faust message, or None after dead-lettering it."""
+        meta, raw = message.message, message.value
+        source = f"{meta.topic}@{meta.partition}:{meta.offset}"
+        try:
+            return decode_event(raw, source=source, catalog=self.catalog)
+        except EventValidationError as exc:
+            self.dead_letters += 1
+            letter = DeadLetter.of(
+                self.name, exc.reason, exc.field, meta.topic, meta.partition, meta.offset, raw
+            )
+            await self.dead_letter_topic.send(key=self.name.encode(), value=letter.to_bytes())
+            return None
+
+
+class DepartmentService(Service):
+    def __init__(
+        self,
+        department: str,
+        settings: Settings,
+        broker_url: str,
+        catalog: Catalog | None = None,
+    ) -> None:
+        super().__init__(department, settings, broker_url, catalog)
+        self.department = department
+        app = self.app
+        self.input_topic = app.topic(*self.topics.inputs_of(self.catalog, department), **RAW)
+        self.output_topic = app.topic(self.topics.department(department), **RAW)
+        self.tick_topic = app.topic(
+            f"{self.topics.prefix}.tick.{department}", partitions=PARTITIONS, internal=True, **RAW
+        )
+        self.cases = app.Table("cases", default=None, partitions=PARTITIONS)
+        self.pools = app.Table("pools", default=None, partitions=PARTITIONS)
+        self.pending = app.Table("pending", default=None, partitions=PARTITIONS)
+        self.rules: DepartmentRules | None = None
+        self.heaps: dict[str, list[tuple[float, str]]] = {}
+        app.agent(self.input_topic, name=f"{department}-inputs")(self.process_inputs)
+        app.agent(self.tick_topic, name=f"{department}-ticks")(self.process_ticks)
+        app.timer(interval=TICK_INTERVAL)(self.send_ticks)
+
+    def on_run(self, run: RunAnnounced, scenario: Scenario) -> None:
+        self.rules = DepartmentRules(self.catalog, scenario, self.department, run.seed)
 
     # -- inputs -----------------------------------------------------------------------------
 
@@ -131,13 +177,6 @@ class DepartmentService:
             for action in actions:
                 self.plan(action)
             yield event.event_id
-
-    async def dead_letter(
-        self, reason: str, field: str, topic: str, partition: int, offset: int, raw: bytes
-    ) -> None:
-        self.dead_letters += 1
-        letter = DeadLetter.of(self.department, reason, field, topic, partition, offset, raw)
-        await self.dead_letter_topic.send(key=self.department.encode(), value=letter.to_bytes())
 
     def plan(self, action: Action) -> None:
         self.pending[action.key] = action.to_dict()
@@ -202,6 +241,53 @@ class DepartmentService:
         if touched:
             self.pools[county] = pool.snapshot()
         return events
+
+
+class TrackerService(Service):
+    """Observes every event, judges each case once against its targets (case.* events)."""
+
+    def __init__(self, settings: Settings, broker_url: str, catalog: Catalog | None = None) -> None:
+        super().__init__("tracker", settings, broker_url, catalog)
+        app = self.app
+        sources = [self.topics.submissions] + [
+            self.topics.department(d.id) for d in self.catalog.departments
+        ]
+        self.input_topic = app.topic(*sources, **RAW)
+        self.output_topic = app.topic(self.topics.cases, **RAW)
+        self.cases = app.Table("cases", default=None, partitions=PARTITIONS)
+        self.matters: dict[str, Matter] = {}
+        self.office: WorkingCalendar | None = None
+        self.judged = 0
+        app.agent(self.input_topic, name="tracker-inputs")(self.process_inputs)
+
+    def on_run(self, run: RunAnnounced, scenario: Scenario) -> None:
+        self.matters = {m: scenario.matter(self.catalog, m) for m in scenario.demand}
+        self.office = scenario.office_calendar
+
+    async def process_inputs(self, stream: faust.Stream) -> Any:
+        async for message in stream.events():
+            await self.until_run()
+            event = await self.decode(message)
+            if event is None:
+                continue
+            matter = self.matters.get(event.matter)
+            progress = CaseProgress.from_dict(self.cases.get(event.case_id))
+            if matter is not None and self.office is not None and progress.observe(event):
+                verdict = progress.verdict_event(matter, event, self.office)
+                self.cases[event.case_id] = progress.to_dict()
+                if verdict is not None:
+                    self.judged += 1
+                    await self.output_topic.send(
+                        key=event.county.encode(), value=verdict.to_bytes()
+                    )
+            yield event.event_id
+
+
+def tracker_app() -> faust.App:
+    settings = load_settings()
+    if settings.broker_url is None:
+        raise RuntimeError("GOVFLOW_BROKER_URL is not set (govflow up sets it)")
+    return TrackerService(settings, settings.broker_url).app
 
 
 def department_app(department: str) -> faust.App:

@@ -1,0 +1,191 @@
+"""``govflow up / status / down``: the broker and one worker process per service.
+
+``up`` starts the embedded broker (or checks ``GOVFLOW_BROKER_URL``), creates the topics,
+starts a Faust worker per service, waits until every one has joined its consumer group,
+and records pids, ports and log files in ``<data_dir>/state.json``.  ``down`` stops
+exactly what ``up`` started.  Logs: ``<data_dir>/logs/<service>.log``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from services.core.catalog import Catalog
+from services.core.errors import InputError
+from services.core.topics import Topics
+from services.runtime.app import PARTITIONS
+from services.runtime.broker import (
+    EmbeddedBroker,
+    bootstrap_of,
+    ensure_topics,
+    process_alive,
+    require_broker,
+    stop_process,
+)
+from services.runtime.settings import Settings
+
+
+def service_names(catalog: Catalog) -> list[str]:
+    """Every department that performs a step, and the tracker."""
+    used = {s.department for m in catalog.matters for s in m.steps}
+    return [*sorted(used), "tracker"]
+
+
+@dataclass
+class ProcessRecord:
+    pid: int
+    log: str
+
+
+@dataclass
+class TwinState:
+    broker_url: str
+    broker_pid: int | None  # None: an external broker
+    services: dict[str, ProcessRecord] = field(default_factory=dict)
+    started_at: float = field(default_factory=time.time)
+
+    @classmethod
+    def load(cls, path: Path) -> TwinState | None:
+        if not path.exists():
+            return None
+        data = json.loads(path.read_text(encoding="utf-8"))
+        services = {k: ProcessRecord(**v) for k, v in data.pop("services").items()}
+        return cls(services=services, **data)
+
+    def save(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(asdict(self), indent=2), encoding="utf-8")
+
+
+def state_path(settings: Settings) -> Path:
+    return settings.data_dir / "state.json"
+
+
+def topic_partitions(catalog: Catalog, topics: Topics) -> dict[str, int]:
+    return {t: 1 if t == topics.control else PARTITIONS for t in topics.all(catalog)}
+
+
+def up(settings: Settings, catalog: Catalog, timeout: float = 180.0) -> TwinState:
+    """Start the twin; raises InputError if it is already up or the broker is down."""
+    path = state_path(settings)
+    existing = TwinState.load(path)
+    if existing is not None and any(process_alive(p.pid) for p in existing.services.values()):
+        raise InputError(str(path), "", "the twin is already up (run `govflow down` first)")
+    logs = settings.data_dir / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    ready = settings.data_dir / "ready"
+    for stale in ready.glob("*") if ready.exists() else []:
+        stale.unlink()
+    broker: EmbeddedBroker | None = None
+    if settings.broker_url:
+        require_broker(settings.broker_url)
+        url = settings.broker_url
+    else:
+        broker = EmbeddedBroker(settings.broker_port, logs / "broker.log")
+        broker.start()
+        url = broker.url
+    state = TwinState(broker_url=url, broker_pid=broker.pid if broker else None)
+    state.save(path)
+    topics = Topics(settings.topic_prefix)
+    asyncio.run(ensure_topics(bootstrap_of(url), topic_partitions(catalog, topics)))
+    env = {**os.environ, "GOVFLOW_BROKER_URL": url, "GOVFLOW_DATA_DIR": str(settings.data_dir)}
+    try:
+        for name in service_names(catalog):
+            log = logs / f"{name}.log"
+            process = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "faust",
+                    "-A",
+                    f"services.{name}.app",
+                    "worker",
+                    "-l",
+                    "warn",
+                    "--without-web",
+                ],
+                env=env,
+                stdout=log.open("ab"),
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+            state.services[name] = ProcessRecord(process.pid, str(log))
+            state.save(path)
+        wait_ready(settings, state, timeout)
+    except BaseException:
+        down(settings)
+        raise
+    return state
+
+
+def wait_ready(settings: Settings, state: TwinState, timeout: float) -> None:
+    ready = settings.data_dir / "ready"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        missing = [n for n in state.services if not (ready / n).exists()]
+        if not missing:
+            return
+        dead = [n for n, p in state.services.items() if not process_alive(p.pid)]
+        if dead:
+            raise InputError(
+                state.services[dead[0]].log,
+                dead[0],
+                "the service exited while starting (see its log)",
+            )
+        time.sleep(0.25)
+    raise InputError(
+        str(ready),
+        ", ".join(missing),
+        f"not ready after {timeout:.0f} s (see the logs in {ready.parent / 'logs'})",
+    )
+
+
+@dataclass
+class ServiceStatus:
+    name: str
+    pid: int
+    alive: bool
+    ready: bool
+    partitions: int
+    log: str
+
+
+def status(settings: Settings) -> tuple[TwinState | None, list[ServiceStatus]]:
+    state = TwinState.load(state_path(settings))
+    if state is None:
+        return None, []
+    ready = settings.data_dir / "ready"
+    rows = []
+    for name, record in state.services.items():
+        marker = ready / name
+        partitions = len(json.loads(marker.read_text())["partitions"]) if marker.exists() else 0
+        rows.append(
+            ServiceStatus(
+                name, record.pid, process_alive(record.pid), marker.exists(), partitions, record.log
+            )
+        )
+    return state, rows
+
+
+def down(settings: Settings) -> list[str]:
+    """Stop what ``up`` started (services, then the embedded broker); names stopped."""
+    path = state_path(settings)
+    state = TwinState.load(path)
+    if state is None:
+        return []
+    stopped = [n for n, p in state.services.items() if stop_process(p.pid, timeout=10)]
+    if state.broker_pid is not None and stop_process(state.broker_pid, timeout=10):
+        stopped.append("broker")
+    path.unlink(missing_ok=True)
+    ready = settings.data_dir / "ready"
+    for marker in ready.glob("*") if ready.exists() else []:
+        marker.unlink()
+    return stopped
