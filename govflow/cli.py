@@ -538,6 +538,137 @@ def render_comparison(a: dict[str, Any], b: dict[str, Any], out: Console) -> Non
     out.print(table)
 
 
+# --- the live twin ------------------------------------------------------------------
+
+
+@app.command("up")
+@friendly_errors
+def up_command() -> None:
+    """Start the broker (embedded unless GOVFLOW_BROKER_URL is set) and every service."""
+    from services.runtime import supervisor
+
+    settings = load_settings()
+    with _progress() as progress:
+        progress.add_task("starting the broker and the department services", total=None)
+        state = supervisor.up(settings, _catalog_from(None))
+    console.print(
+        f"up: {len(state.services)} services on {state.broker_url} "
+        f"(logs in {settings.data_dir / 'logs'}); `govflow status`, `govflow down`"
+    )
+
+
+@app.command("status")
+@friendly_errors
+def status_command() -> None:
+    """Each service's health: process, consumer-group membership, partitions."""
+    from services.runtime import supervisor
+
+    settings = load_settings()
+    state, rows = supervisor.status(settings)
+    if state is None:
+        console.print(f"down (no twin recorded in {supervisor.state_path(settings)})")
+        raise typer.Exit(code=1)
+    table = Table(title=f"govflow twin on {state.broker_url}")
+    table.add_column("Service")
+    table.add_column("PID", justify="right")
+    table.add_column("Process")
+    table.add_column("Joined")
+    table.add_column("Partitions", justify="right")
+    table.add_column("Log")
+    for r in rows:
+        table.add_row(
+            r.name,
+            str(r.pid),
+            "[green]alive[/]" if r.alive else "[red]dead[/]",
+            "yes" if r.ready else "[yellow]no[/]",
+            str(r.partitions),
+            r.log,
+        )
+    console.print(table)
+    if not all(r.alive and r.ready for r in rows):
+        raise typer.Exit(code=1)
+
+
+@app.command("down")
+@friendly_errors
+def down_command() -> None:
+    """Stop exactly what `govflow up` started."""
+    from services.runtime import supervisor
+
+    stopped = supervisor.down(load_settings())
+    console.print(f"stopped {len(stopped)}: {', '.join(stopped)}" if stopped else "nothing up")
+
+
+@app.command("replay")
+@friendly_errors
+def replay_command(
+    scenario: ScenarioOption,
+    speed: Annotated[
+        float | None,
+        typer.Option("--speed", min=1.0, help="Sim seconds per wall second [GOVFLOW_SPEED]."),
+    ] = None,
+    days: Annotated[
+        int | None, typer.Option("--days", min=1, help="Replay the first D days of demand.")
+    ] = None,
+    cases: Annotated[
+        int | None, typer.Option("--cases", min=1, help="Replay the first N cases only.")
+    ] = None,
+    seed: SeedOption = None,
+    timeout: Annotated[
+        float | None, typer.Option("--timeout", help="Wall seconds to wait for every case.")
+    ] = None,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Output folder.")] = None,
+) -> None:
+    """Replay a scenario's demand in real time into the running services.
+
+    Writes the same summary.json, events.csv and report.html as `govflow simulate`,
+    with system figures; exits 1 listing the unfinished cases if the timeout passes.
+    """
+    from services.runtime import supervisor
+    from services.runtime.broker import require_broker
+    from simulator.replay import replay
+
+    settings = load_settings()
+    state = supervisor.TwinState.load(supervisor.state_path(settings))
+    url = settings.broker_url or (state.broker_url if state else None)
+    if url is None:
+        raise InputError("GOVFLOW_BROKER_URL", "", "no broker: run `govflow up` first")
+    require_broker(url)
+    catalog = _catalog_from(None)
+    loaded = load_scenario(scenario, catalog)
+    out = out or Path("out") / f"{loaded.name}-replay"
+    with _progress() as progress:
+        task = progress.add_task(f"replaying {loaded.name}", total=None)
+        result = replay(
+            catalog,
+            scenario,
+            url,
+            speed=speed or settings.speed,
+            out=out,
+            days=days,
+            cases=cases,
+            seed=seed,
+            timeout=timeout,
+            topic_prefix=settings.topic_prefix,
+            progress=lambda done, total: progress.update(task, completed=done, total=total),
+        )
+    render_summary(result.summary, console)
+    system = result.summary["system"]
+    latency = system["processing_latency_seconds"]
+    console.print(
+        f"{result.terminal}/{result.submitted} cases terminal, "
+        f"{system['events_per_second']:.0f} events/s, processing latency p50 "
+        f"{_fmt(latency['p50'])} s p99 {_fmt(latency['p99'])} s, "
+        f"{system['dead_letters']} dead letters"
+    )
+    console.print(f"wrote {out / 'summary.json'}, {out / 'report.html'}, {out / 'events.csv'}")
+    if result.unfinished:
+        shown = ", ".join(result.unfinished[:20])
+        more = f" (+{len(result.unfinished) - 20} more)" if len(result.unfinished) > 20 else ""
+        err_console.print(f"[red]{len(result.unfinished)} case(s) unfinished:[/] {shown}{more}")
+        raise typer.Exit(code=1)
+
+
 def main() -> None:  # pragma: no cover - console-script entry
     app()
 

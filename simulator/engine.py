@@ -57,7 +57,9 @@ class StepRecords:
 
     def columns(self) -> dict[str, np.ndarray]:
         return {
-            name: np.frombuffer(col, dtype=col.typecode).copy() if len(col) else np.empty(0)
+            name: np.frombuffer(col, dtype=col.typecode).copy()
+            if len(col)
+            else np.empty(0, dtype=col.typecode)
             for name, col in self.__dict__.items()
         }
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import heapq
 import logging
+import time
 from typing import Any
 
 import faust
@@ -39,6 +40,7 @@ from services.runtime.settings import Settings, load_settings
 log = logging.getLogger(__name__)
 
 TICK_INTERVAL = 0.05  # wall seconds between checks for due work
+TICK_TIMEOUT = 2.0  # resend a county's tick if it has not come back by then
 
 
 RAW: dict[str, Any] = {"key_serializer": "raw", "value_serializer": "raw"}
@@ -120,12 +122,17 @@ class Service:
         try:
             return decode_event(raw, source=source, catalog=self.catalog)
         except EventValidationError as exc:
-            self.dead_letters += 1
-            letter = DeadLetter.of(
-                self.name, exc.reason, exc.field, meta.topic, meta.partition, meta.offset, raw
-            )
-            await self.dead_letter_topic.send(key=self.name.encode(), value=letter.to_bytes())
+            await self.park(message, exc.reason, exc.field)
             return None
+
+    async def park(self, message: Any, reason: str, field: str) -> None:
+        """Send a message to the dead-letter topic with the reason and its origin."""
+        meta = message.message
+        self.dead_letters += 1
+        letter = DeadLetter.of(
+            self.name, reason, field, meta.topic, meta.partition, meta.offset, message.value
+        )
+        await self.dead_letter_topic.send(key=self.name.encode(), value=letter.to_bytes())
 
 
 class DepartmentService(Service):
@@ -149,6 +156,7 @@ class DepartmentService(Service):
         self.pending = app.Table("pending", default=None, partitions=PARTITIONS)
         self.rules: DepartmentRules | None = None
         self.heaps: dict[str, list[tuple[float, str]]] = {}
+        self.ticking: dict[str, float] = {}  # county -> wall time of the tick in flight
         app.agent(self.input_topic, name=f"{department}-inputs")(self.process_inputs)
         app.agent(self.tick_topic, name=f"{department}-ticks")(self.process_ticks)
         app.timer(interval=TICK_INTERVAL)(self.send_ticks)
@@ -160,19 +168,18 @@ class DepartmentService(Service):
 
     async def process_inputs(self, stream: faust.Stream) -> Any:
         async for message in stream.events():
-            rules = await self._rules()
-            meta = message.message
-            raw = message.value
-            source = f"{meta.topic}@{meta.partition}:{meta.offset}"
-            try:
-                event = decode_event(raw, source=source, catalog=self.catalog)
-            except EventValidationError as exc:
-                await self.dead_letter(
-                    exc.reason, exc.field, meta.topic, meta.partition, meta.offset, raw
-                )
+            await self.until_run()
+            event = await self.decode(message)
+            if event is None:
                 continue
-            record = CaseRecord.from_dict(self.cases.get(event.case_id))
-            actions = rules.on_event(event, record)
+            assert self.rules is not None
+            try:
+                record = CaseRecord.from_dict(self.cases.get(event.case_id))
+                actions = self.rules.on_event(event, record)
+            except Exception as exc:  # no input may stop the service
+                log.exception("event %s could not be handled", event.event_id)
+                await self.park(message, f"could not be handled: {exc!r}", "")
+                continue
             self.cases[event.case_id] = record.to_dict()
             for action in actions:
                 self.plan(action)
@@ -192,7 +199,12 @@ class DepartmentService(Service):
         if self.clock is None:
             return
         self.resync()
+        wall = time.time()
         for county in self.due_counties(self.clock.now()):
+            # one tick in flight per county: more would only queue up behind it
+            if wall - self.ticking.get(county, 0.0) < TICK_TIMEOUT:
+                continue
+            self.ticking[county] = wall
             await self.tick_topic.send(key=county.encode(), value=b"tick")
 
     def resync(self) -> None:
@@ -209,10 +221,16 @@ class DepartmentService(Service):
     async def process_ticks(self, stream: faust.Stream) -> Any:
         async for message in stream.events():
             county = message.key.decode()
+            self.ticking.pop(county, None)
             if self.rules is None or self.clock is None:
                 continue
             horizon = self.clock.now() - self.settings.watermark * self.clock.run.speed
-            for event in self.execute_due(county, horizon):
+            try:
+                due = self.execute_due(county, horizon)
+            except Exception:  # keep serving the other counties and cases
+                log.exception("executing due work of %s failed", county)
+                continue
+            for event in due:
                 await self.output_topic.send(key=county.encode(), value=event.to_bytes())
             yield county
 
@@ -221,7 +239,8 @@ class DepartmentService(Service):
         assert self.rules is not None
         heap = self.heaps.get(county, [])
         events = []
-        pool = self.rules.pool(county, self.pools.get(county))
+        pool_key = f"{self.run.run_id if self.run else '-'}/{county}"  # a run's own clerks
+        pool = self.rules.pool(county, self.pools.get(pool_key))
         touched = False
         while heap and heap[0][0] <= horizon:
             _, key = heapq.heappop(heap)
@@ -239,7 +258,7 @@ class DepartmentService(Service):
             if event is not None:
                 events.append(event)
         if touched:
-            self.pools[county] = pool.snapshot()
+            self.pools[pool_key] = pool.snapshot()
         return events
 
 

@@ -1,0 +1,358 @@
+"""Replay: a scenario's demand, in real time, into the live department services.
+
+1. announce the run on the control topic (scenario, seed, sim clock, speed);
+2. a SimPy realtime environment (``simpy.rt``) publishes each ``case.submitted`` when the
+   sim clock reaches it — ``sim = sim_epoch + (wall - wall_epoch) × speed``;
+3. collect every step event and the tracker's verdicts until every case is terminal
+   (or the timeout: then the unfinished case ids are listed);
+4. rebuild the run as the capacity engine's :class:`~simulator.engine.Replication` and
+   write the same ``summary.json`` / ``events.csv`` / ``report.html`` as a simulation,
+   plus system figures (events per second, wall-clock processing latency).
+
+The seed is the one ``govflow simulate --replications 1 --seed S`` uses, so a replay and
+that simulation draw the same cases and the same durations.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+from uuid import uuid4
+
+import numpy as np
+import simpy.rt
+import yaml
+
+from services.core.catalog import Catalog
+from services.core.events import Event, EventValidationError, StepCompleted, decode_event
+from services.core.scenario import Scenario, load_scenario
+from services.core.topics import Topics
+from services.runtime.broker import bootstrap_of
+from services.runtime.clock import RunAnnounced
+from simulator.demand import MatterArrivals, midnight
+from simulator.engine import MatterOutcome, PoolStats, Replication, StepRecords
+from simulator.montecarlo import measure_replication, replication_seeds, summarise
+from simulator.outputs import write_events, write_summary
+from simulator.report import write_report
+from simulator.virtual import submissions
+
+
+@dataclass
+class ReplayResult:
+    summary: dict[str, Any]
+    submitted: int
+    terminal: int
+    unfinished: list[str] = field(default_factory=list)
+    out: Path | None = None
+
+
+def effective_scenario(
+    path: Path, catalog: Catalog, days: int | None, out: Path
+) -> tuple[Path, Scenario]:
+    """The scenario file the services load: the original, or a copy cut to ``days``."""
+    scenario = load_scenario(path, catalog)
+    if days is None:
+        return path.resolve(), scenario
+    end = min(scenario.horizon.end, scenario.horizon.start + timedelta(days=days - 1))
+    cut = out / "scenario.yaml"
+    out.mkdir(parents=True, exist_ok=True)
+    cut.write_text(
+        yaml.safe_dump(
+            {
+                "base": str(path.resolve()),
+                "horizon": {"start": scenario.horizon.start.isoformat(), "end": end.isoformat()},
+                "warmup_days": 0,
+            }
+        ),
+        encoding="utf-8",
+    )
+    return cut.resolve(), load_scenario(cut, catalog)
+
+
+def replay(
+    catalog: Catalog,
+    scenario_path: Path,
+    broker_url: str,
+    *,
+    speed: float,
+    out: Path,
+    days: int | None = None,
+    cases: int | None = None,
+    seed: int | None = None,
+    timeout: float | None = None,
+    topic_prefix: str = "govflow",
+    progress: Callable[[int, int], None] | None = None,
+) -> ReplayResult:
+    path, scenario = effective_scenario(scenario_path, catalog, days, out)
+    base_seed = scenario.seed if seed is None else seed
+    run_seed = replication_seeds(base_seed, 1)[0]
+    run_id = uuid4().hex[:8]
+    demand = submissions(scenario, run_seed)
+    if cases is not None:
+        demand = demand[:cases]
+    if not demand:
+        raise ValueError("the scenario produces no case for this horizon")
+    demand = [e.model_copy(update={"case_id": f"{run_id}.{e.case_id}"}) for e in demand]
+    sim_first = demand[0].occurred_at.timestamp()
+    sim_last = demand[-1].occurred_at.timestamp()
+    lead = 2.0  # wall seconds for the services to read the announcement
+    run = RunAnnounced(
+        run_id=run_id,
+        scenario=path,
+        seed=run_seed,
+        speed=speed,
+        sim_epoch=sim_first,
+        wall_epoch=time.time() + lead,
+    )
+    budget = timeout if timeout is not None else (sim_last - sim_first) / speed * 4 + 120.0
+    topics = Topics(topic_prefix)
+    sources = [topics.department(d.id) for d in catalog.departments]
+    collected = asyncio.run(_run(run, demand, broker_url, topics, sources, budget, progress))
+    return _finish(catalog, scenario, base_seed, run_seed, run, demand, collected, out)
+
+
+@dataclass
+class _Collected:
+    steps: list[tuple[Event, float]] = field(default_factory=list)  # with wall receive time
+    verdicts: dict[str, Event] = field(default_factory=dict)
+    dead_letters: int = 0
+    wall_seconds: float = 0.0
+
+
+async def _run(
+    run: RunAnnounced,
+    demand: list[Event],
+    broker_url: str,
+    topics: Topics,
+    sources: list[str],
+    budget: float,
+    progress: Callable[[int, int], None] | None,
+) -> _Collected:
+    from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+    bootstrap = bootstrap_of(broker_url)
+    consumer = AIOKafkaConsumer(
+        topics.cases,
+        topics.dead_letters,
+        *sources,
+        bootstrap_servers=bootstrap,
+        group_id=None,
+        auto_offset_reset="latest",
+        enable_auto_commit=False,
+    )
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5)
+    await consumer.start()
+    await producer.start()
+    collected = _Collected()
+    loop = asyncio.get_running_loop()
+    started = time.time()
+    try:
+        await consumer.seek_to_end()
+        await producer.send_and_wait(topics.control, run.to_bytes())
+        publisher = threading.Thread(
+            target=_publish_in_real_time,
+            args=(run, demand, producer, topics, loop),
+            daemon=True,
+        )
+        publisher.start()
+        prefix = f"{run.run_id}."
+        wanted = {e.case_id for e in demand}
+        deadline = run.wall_epoch + budget
+        while time.time() < deadline and not wanted <= collected.verdicts.keys():
+            batches = await consumer.getmany(timeout_ms=200)
+            received = time.time()
+            for tp, records in batches.items():
+                for record in records:
+                    if tp.topic == topics.dead_letters:
+                        collected.dead_letters += 1
+                        continue
+                    try:
+                        event = decode_event(record.value, source=tp.topic)
+                    except EventValidationError:
+                        continue
+                    if not event.case_id.startswith(prefix):
+                        continue  # another run's event
+                    if tp.topic == topics.cases:
+                        collected.verdicts.setdefault(event.case_id, event)
+                    else:
+                        collected.steps.append((event, received))
+            if progress:
+                progress(len(collected.verdicts), len(wanted))
+        publisher.join(timeout=1.0)
+    finally:
+        collected.wall_seconds = time.time() - started
+        await producer.stop()
+        await consumer.stop()
+    return collected
+
+
+def _publish_in_real_time(
+    run: RunAnnounced,
+    demand: list[Event],
+    producer: Any,
+    topics: Topics,
+    loop: asyncio.AbstractEventLoop,
+) -> None:
+    """The demand model: a SimPy realtime environment on the run's sim clock."""
+    time.sleep(max(0.0, run.wall_epoch - time.time()))
+    env = simpy.rt.RealtimeEnvironment(
+        initial_time=run.sim_epoch, factor=1 / run.speed, strict=False
+    )
+
+    def submit() -> Any:
+        for event in demand:
+            at = event.occurred_at.timestamp()
+            if at > env.now:
+                yield env.timeout(at - env.now)
+            asyncio.run_coroutine_threadsafe(
+                producer.send(topics.submissions, event.to_bytes(), key=event.county.encode()),
+                loop,
+            )
+
+    env.process(submit())
+    env.run()
+
+
+def _finish(
+    catalog: Catalog,
+    scenario: Scenario,
+    base_seed: int,
+    run_seed: int,
+    run: RunAnnounced,
+    demand: list[Event],
+    collected: _Collected,
+    out: Path,
+) -> ReplayResult:
+    rep = rebuild(catalog, scenario, run_seed, demand, collected)
+    measured = measure_replication(catalog, scenario, rep)
+    summary = summarise(catalog, scenario, [measured], seed=base_seed)
+    wanted = [e.case_id for e in demand]
+    unfinished = [c for c in wanted if c not in collected.verdicts]
+    lags = [
+        received - run.wall_epoch - (e.occurred_at.timestamp() - run.sim_epoch) / run.speed
+        for e, received in collected.steps
+    ]
+    summary["system"] = {
+        "mode": "replay",
+        "run_id": run.run_id,
+        "speed": run.speed,
+        "cases_submitted": len(wanted),
+        "cases_terminal": len(wanted) - len(unfinished),
+        "step_events": len(collected.steps),
+        "events_per_second": (len(collected.steps) + len(collected.verdicts))
+        / max(collected.wall_seconds, 1e-9),
+        "wall_seconds": collected.wall_seconds,
+        "processing_latency_seconds": {
+            "p50": float(np.percentile(lags, 50)) if lags else None,
+            "p99": float(np.percentile(lags, 99)) if lags else None,
+        },
+        "dead_letters": collected.dead_letters,
+    }
+    out.mkdir(parents=True, exist_ok=True)
+    write_summary(summary, out / "summary.json")
+    write_events(rep, out / "events.csv")
+    write_report(summary, out / "report.html", title=f"govflow live replay — {scenario.name}")
+    return ReplayResult(summary, len(wanted), len(wanted) - len(unfinished), unfinished, out)
+
+
+def rebuild(
+    catalog: Catalog, scenario: Scenario, seed: int, demand: list[Event], collected: _Collected
+) -> Replication:
+    """The live run as the capacity engine's Replication (same measurement downstream)."""
+    counties = list(scenario.counties)
+    county_index = {c: i for i, c in enumerate(counties)}
+    by_matter: dict[str, list[Event]] = {}
+    for event in demand:
+        by_matter.setdefault(event.matter, []).append(event)
+    matters = sorted(by_matter)
+    matter_index = {m: i for i, m in enumerate(matters)}
+    outcomes: dict[str, MatterOutcome] = {}
+    seq_of: dict[str, tuple[str, int]] = {}
+    for matter_id in matters:
+        events = by_matter[matter_id]
+        for local, event in enumerate(events):
+            seq_of[event.case_id] = (matter_id, local)
+        arrivals = MatterArrivals(
+            matter_id,
+            np.array([e.occurred_at.timestamp() for e in events]),
+            np.array([county_index[e.county] for e in events]),
+            np.array([int(e.payload.attributes.get("segment", -1)) for e in events]),  # type: ignore[union-attr]
+        )
+        completed = np.full(len(events), math.nan)
+        rejected = np.full(len(events), -1)
+        matter = scenario.matter(catalog, matter_id)
+        for local, event in enumerate(events):
+            verdict = collected.verdicts.get(event.case_id)
+            if verdict is None:
+                continue
+            if verdict.type == "case.completed":
+                completed[local] = verdict.occurred_at.timestamp()
+            else:
+                step = getattr(verdict.payload, "step", "")
+                rejected[local] = next((i for i, s in enumerate(matter.steps) if s.id == step), 0)
+        outcomes[matter_id] = MatterOutcome(matter, arrivals, completed, rejected)
+    calendars: list[Any] = []
+    step_calendars: list[list[int]] = []
+    for matter_id in matters:
+        row = []
+        for step in outcomes[matter_id].matter.steps:
+            calendar = scenario.calendar(step.department)
+            if calendar not in calendars:
+                calendars.append(calendar)
+            row.append(calendars.index(calendar))
+        step_calendars.append(row)
+    records = StepRecords()
+    busy: dict[tuple[str, str], list[float]] = {}
+    seen: set[tuple[str, str, int]] = set()
+    for event, _ in sorted(collected.steps, key=lambda pair: pair[0].occurred_at):
+        payload = event.payload
+        if not isinstance(payload, StepCompleted) or event.case_id not in seq_of:
+            continue
+        key = (event.case_id, payload.step, payload.attempt)
+        if key in seen:  # at-least-once delivery: a duplicate
+            continue
+        seen.add(key)
+        matter_id, local = seq_of[event.case_id]
+        matter = outcomes[matter_id].matter
+        si = next(i for i, s in enumerate(matter.steps) if s.id == payload.step)
+        clerk = int(payload.clerk.rsplit("/", 1)[1]) - 1 if payload.clerk else -1
+        calendar = calendars[step_calendars[matter_index[matter_id]][si]]
+        records.matter.append(matter_index[matter_id])
+        records.seq.append(local)
+        records.step.append(si)
+        records.attempt.append(payload.attempt - 1)
+        records.clerk.append(clerk)
+        records.enabled.append(payload.enabled_at.timestamp())
+        records.arrival.append((payload.arrived_at or payload.enabled_at).timestamp())
+        records.start_w.append(calendar.clock_at(payload.started_at.timestamp()))
+        records.done.append(event.occurred_at.timestamp())
+        if clerk >= 0:
+            pool = busy.setdefault((payload.department, event.county), [0.0, 0.0])
+            pool[0] += (payload.work_seconds or 0.0) * 1e6
+            pool[1] += 1
+    pools = [
+        PoolStats(dept, county, scenario.clerks(dept, county), int(b), int(n))
+        for (dept, county), (b, n) in sorted(busy.items())
+    ]
+    return Replication(
+        scenario=scenario.name,
+        seed=seed,
+        matters=matters,
+        outcomes=outcomes,
+        steps=records,
+        pools=pools,
+        calendars=calendars,
+        step_calendars=step_calendars,
+        horizon_start=midnight(scenario.horizon.start),
+        horizon_end=midnight(scenario.horizon.end) + 86400.0,
+        measured_from=midnight(scenario.measured_from()),
+        wall_seconds=collected.wall_seconds,
+        counties=counties,
+    )
