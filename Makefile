@@ -17,8 +17,16 @@ $(STAMP): $(BIN)/python pyproject.toml
 
 venv: $(STAMP)
 
+# The main job: the live twin on the embedded broker, the demo scenario replayed through
+# every department service, the summary, then everything stopped again (also on failure).
+DEMO_DATA := .govflow-demo
 demo: $(STAMP)
-	$(BIN)/govflow catalog
+	@GOVFLOW_DATA_DIR=$(DEMO_DATA) $(BIN)/govflow down > /dev/null
+	GOVFLOW_DATA_DIR=$(DEMO_DATA) $(BIN)/govflow up
+	GOVFLOW_DATA_DIR=$(DEMO_DATA) $(BIN)/govflow replay --scenario scenarios/demo.yaml \
+		--speed 86400 --out out/demo; status=$$?; \
+		GOVFLOW_DATA_DIR=$(DEMO_DATA) $(BIN)/govflow down; \
+		echo "report: out/demo/report.html"; exit $$status
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
