@@ -157,8 +157,12 @@ class DepartmentService(Service):
         self.rules: DepartmentRules | None = None
         self.heaps: dict[str, list[tuple[float, str]]] = {}
         self.ticking: dict[str, float] = {}  # county -> wall time of the tick in flight
-        app.agent(self.input_topic, name=f"{department}-inputs")(self.process_inputs)
-        app.agent(self.tick_topic, name=f"{department}-ticks")(self.process_ticks)
+        self.inputs_agent = app.agent(self.input_topic, name=f"{department}-inputs")(
+            self.process_inputs
+        )
+        self.ticks_agent = app.agent(self.tick_topic, name=f"{department}-ticks")(
+            self.process_ticks
+        )
         app.timer(interval=TICK_INTERVAL)(self.send_ticks)
 
     def on_run(self, run: RunAnnounced, scenario: Scenario) -> None:
@@ -171,6 +175,7 @@ class DepartmentService(Service):
             await self.until_run()
             event = await self.decode(message)
             if event is None:
+                yield None  # dead-lettered; yielding acknowledges it like any other
                 continue
             assert self.rules is not None
             try:
@@ -179,6 +184,7 @@ class DepartmentService(Service):
             except Exception as exc:  # no input may stop the service
                 log.exception("event %s could not be handled", event.event_id)
                 await self.park(message, f"could not be handled: {exc!r}", "")
+                yield None
                 continue
             self.cases[event.case_id] = record.to_dict()
             for action in actions:
@@ -277,7 +283,7 @@ class TrackerService(Service):
         self.matters: dict[str, Matter] = {}
         self.office: WorkingCalendar | None = None
         self.judged = 0
-        app.agent(self.input_topic, name="tracker-inputs")(self.process_inputs)
+        self.inputs_agent = app.agent(self.input_topic, name="tracker-inputs")(self.process_inputs)
 
     def on_run(self, run: RunAnnounced, scenario: Scenario) -> None:
         self.matters = {m: scenario.matter(self.catalog, m) for m in scenario.demand}
@@ -288,6 +294,7 @@ class TrackerService(Service):
             await self.until_run()
             event = await self.decode(message)
             if event is None:
+                yield None  # dead-lettered; yielding acknowledges it like any other
                 continue
             matter = self.matters.get(event.matter)
             progress = CaseProgress.from_dict(self.cases.get(event.case_id))

@@ -1,0 +1,84 @@
+"""Department and tracker agents under Faust's test_context (no broker)."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from unittest.mock import AsyncMock, patch
+
+import pytest
+
+from services.core.scenario import load_scenario
+from services.runtime.clock import RunAnnounced
+from services.runtime.services import DepartmentService
+from services.runtime.settings import Settings
+from simulator.virtual import submissions
+
+SCENARIO = Path(__file__).resolve().parents[2] / "scenarios" / "demo.yaml"
+
+
+@pytest.fixture
+def property_service(tmp_path):
+    service = DepartmentService("property", Settings(data_dir=tmp_path), "kafka://127.0.0.1:9")
+    service.announce(
+        RunAnnounced(
+            run_id="t1",
+            scenario=SCENARIO,
+            seed=5,
+            speed=8640.0,
+            sim_epoch=time.time(),
+            wall_epoch=time.time(),
+        )
+    )
+    return service
+
+
+def linked_submission():
+    from services.core.catalog import default_catalog
+
+    scenario = load_scenario(SCENARIO, default_catalog())
+    return next(e for e in submissions(scenario, 5) if e.matter == "linked_transfer")
+
+
+async def test_submission_plans_the_entry_step_once(property_service):
+    service = property_service
+    event = linked_submission()
+    with patch.object(service.dead_letter_topic, "send", new=AsyncMock()) as dead:
+        async with service.inputs_agent.test_context() as agent:
+            await agent.put(event.to_bytes(), key=event.county.encode())
+            await agent.put(event.to_bytes(), key=event.county.encode())  # redelivered
+    planned = [json.loads(json.dumps(v)) for v in service.pending.values()]
+    assert [p["step"] for p in planned] == ["accept_lock"]
+    assert planned[0]["kind"] == "arrive" and planned[0]["case_id"] == event.case_id
+    assert dead.call_count == 0
+
+
+async def test_malformed_input_goes_to_the_dead_letter_topic(property_service):
+    service = property_service
+    with patch.object(service.dead_letter_topic, "send", new=AsyncMock()) as dead:
+        async with service.inputs_agent.test_context() as agent:
+            await agent.put(b"{not json", key=b"xinzhou")
+            await agent.put(b'{"type": "case.submitted"}', key=b"xinzhou")
+    assert dead.call_count == 2
+    letters = [json.loads(c.kwargs["value"]) for c in dead.call_args_list]
+    assert "invalid JSON" in letters[0]["reason"]
+    assert letters[1]["field"] == "event_id" and letters[1]["source_topic"]
+    assert len(service.pending) == 0
+
+
+async def test_due_work_assigns_a_clerk_then_completes(property_service):
+    service = property_service  # its sim clock is far past the 2021 case: all work is due
+    event = linked_submission()
+    county = event.county.encode()
+    with patch.object(service.output_topic, "send", new=AsyncMock()) as published:
+        async with service.inputs_agent.test_context() as inputs:
+            await inputs.put(event.to_bytes(), key=county)
+        async with service.ticks_agent.test_context() as ticks:
+            await ticks.put(b"tick", key=county)  # assigns the clerk, plans the completion
+            await ticks.put(b"tick", key=county)  # emits it
+    sent = [json.loads(c.kwargs["value"]) for c in published.call_args_list]
+    assert [e["type"] for e in sent] in (["property.locked"], ["step.reworked"])
+    assert sent[0]["payload"]["clerk"] == f"property/{event.county}/1"
+    assert sent[0]["case_id"] == event.case_id
+    assert service.pools  # the county's clerk pool state is kept in its table
