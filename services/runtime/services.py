@@ -20,6 +20,7 @@ import asyncio
 import heapq
 import logging
 import time
+from collections.abc import AsyncIterator
 from typing import Any
 
 import faust
@@ -115,6 +116,13 @@ class Service:
             await asyncio.sleep(0.05)
         return self.run
 
+    async def events_of(self, stream: faust.Stream) -> AsyncIterator[tuple[Any, Event | None]]:
+        """A stream's messages with their events once the run is known (None: the message
+        was dead-lettered)."""
+        async for message in stream.events():
+            await self.until_run()
+            yield message, await self.decode(message)
+
     async def decode(self, message: Any) -> Event | None:
         """The event in a Faust message, or None after dead-lettering it."""
         meta, raw = message.message, message.value
@@ -171,9 +179,7 @@ class DepartmentService(Service):
     # -- inputs -----------------------------------------------------------------------------
 
     async def process_inputs(self, stream: faust.Stream) -> Any:
-        async for message in stream.events():
-            await self.until_run()
-            event = await self.decode(message)
+        async for message, event in self.events_of(stream):
             if event is None:
                 yield None  # dead-lettered; yielding acknowledges it like any other
                 continue
@@ -290,9 +296,7 @@ class TrackerService(Service):
         self.office = scenario.office_calendar
 
     async def process_inputs(self, stream: faust.Stream) -> Any:
-        async for message in stream.events():
-            await self.until_run()
-            event = await self.decode(message)
+        async for _message, event in self.events_of(stream):
             if event is None:
                 yield None  # dead-lettered; yielding acknowledges it like any other
                 continue
