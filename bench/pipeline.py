@@ -1,0 +1,206 @@
+"""Throughput of one department service against a raw aiokafka loop, on one broker.
+
+Both sides move the same messages — tax-hall submissions (``tax_handling``, a one-step
+matter of the tax department) — through the embedded broker, side by side in one run:
+
+* raw: an aiokafka consumer group reads them and produces each one on (no decoding);
+* department: a real ``services.tax.app`` Faust worker decodes each submission, plans the
+  step, assigns a clerk, and publishes the completion (sim clock far ahead, so all work is
+  due at once: this measures processing, not the sim clock).
+
+Prints figures, then one JSON object on the last line with ``ratio`` =
+department events/s ÷ raw events/s (goal ≥ 0.3).  Medians of 3 runs each.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from services.core.catalog import default_catalog  # noqa: E402
+from services.core.scenario import load_scenario  # noqa: E402
+from services.core.topics import Topics  # noqa: E402
+from services.runtime.broker import EmbeddedBroker, ensure_topics  # noqa: E402
+from services.runtime.clock import RunAnnounced  # noqa: E402
+from services.runtime.supervisor import topic_partitions  # noqa: E402
+from simulator.virtual import submissions  # noqa: E402
+
+GOAL_RATIO = 0.3
+MESSAGES = 5000
+RUNS = 3
+
+
+def tax_submissions(count: int) -> list[bytes]:
+    catalog = default_catalog()
+    scenario = load_scenario(ROOT / "scenarios" / "shangrao-2021.yaml", catalog)
+    events = [e for e in submissions(scenario, 1) if e.matter == "tax_handling"][:count]
+    return [e.to_bytes() for e in events]
+
+
+async def produce(bootstrap: str, topic: str, payloads: list[bytes], tag: str) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5)
+    await producer.start()
+    try:
+        for i, value in enumerate(payloads):
+            await producer.send(
+                topic,
+                value.replace(b'"case_id":"', f'"case_id":"{tag}.'.encode(), 1),
+                key=str(i % 12).encode(),
+            )
+        await producer.flush()
+    finally:
+        await producer.stop()
+
+
+async def raw_loop(bootstrap: str, payloads: list[bytes], run: int) -> float:
+    """Consume → produce with aiokafka; events per second."""
+    source, sink = f"bench.raw.in.{run}", f"bench.raw.out.{run}"
+    await ensure_topics(bootstrap, {source: 12, sink: 12})
+    await produce(bootstrap, source, payloads, f"raw{run}")
+    consumer = AIOKafkaConsumer(
+        source,
+        bootstrap_servers=bootstrap,
+        group_id=f"raw{run}",
+        auto_offset_reset="earliest",
+        enable_auto_commit=True,
+    )
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5)
+    await consumer.start()
+    await producer.start()
+    moved, started = 0, None
+    try:
+        while moved < len(payloads):
+            batches = await consumer.getmany(timeout_ms=500, max_records=500)
+            for records in batches.values():
+                started = started or time.perf_counter()
+                for record in records:
+                    await producer.send(sink, record.value, key=record.key)
+                    moved += 1
+        await producer.flush()
+        return moved / (time.perf_counter() - (started or time.perf_counter()))
+    finally:
+        await consumer.stop()
+        await producer.stop()
+
+
+async def department(bootstrap: str, payloads: list[bytes], run: int) -> float:
+    """Submissions through a running tax worker; completions per second."""
+    topics = Topics()
+    consumer = AIOKafkaConsumer(
+        topics.department("tax"),
+        bootstrap_servers=bootstrap,
+        group_id=None,
+        auto_offset_reset="latest",
+    )
+    await consumer.start()
+    await consumer.seek_to_end()
+    tag = f"dep{run}"
+    started = time.perf_counter()
+    await produce(bootstrap, topics.submissions, payloads, tag)
+    done: set[str] = set()
+    try:
+        deadline = time.perf_counter() + 600
+        while len(done) < len(payloads) and time.perf_counter() < deadline:
+            for records in (await consumer.getmany(timeout_ms=500)).values():
+                for record in records:
+                    event = json.loads(record.value)
+                    if event["case_id"].startswith(tag) and event["payload"]["outcome"] == "done":
+                        done.add(event["case_id"])
+        return len(done) / (time.perf_counter() - started)
+    finally:
+        await consumer.stop()
+
+
+async def announce(bootstrap: str) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
+    await producer.start()
+    run = RunAnnounced(
+        run_id="bench",
+        scenario=ROOT / "scenarios" / "shangrao-2021.yaml",
+        seed=1,
+        sim_epoch=time.time() + 10 * 365 * 86400,  # all work due
+        wall_epoch=time.time(),
+        speed=1.0,
+    )
+    await producer.send_and_wait(Topics().control, run.to_bytes())
+    await producer.stop()
+
+
+def main() -> int:
+    payloads = tax_submissions(MESSAGES)
+    data = Path(tempfile.mkdtemp(prefix="govflow-bench-"))
+    with EmbeddedBroker(log_path=data / "broker.log") as broker:
+        asyncio.run(ensure_topics(broker.bootstrap, topic_partitions(default_catalog(), Topics())))
+        asyncio.run(announce(broker.bootstrap))
+        env = {**os.environ, "GOVFLOW_BROKER_URL": broker.url, "GOVFLOW_DATA_DIR": str(data)}
+        worker = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "faust",
+                "-A",
+                "services.tax.app",
+                "worker",
+                "-l",
+                "warn",
+                "--without-web",
+            ],
+            env=env,
+            cwd=ROOT,
+            stdout=(data / "tax.log").open("wb"),
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            while not (data / "ready" / "tax").exists():
+                if worker.poll() is not None:
+                    print(f"the tax worker exited; see {data / 'tax.log'}")
+                    return 1
+                time.sleep(0.2)
+            raw_rates, dept_rates = [], []
+            for run in range(RUNS):
+                raw_rates.append(asyncio.run(raw_loop(broker.bootstrap, payloads, run)))
+                dept_rates.append(asyncio.run(department(broker.bootstrap, payloads, run)))
+                print(
+                    f"run {run}: raw {raw_rates[-1]:,.0f} events/s, "
+                    f"tax department {dept_rates[-1]:,.0f} events/s"
+                )
+        finally:
+            worker.terminate()
+            worker.wait(30)
+    raw, dept = statistics.median(raw_rates), statistics.median(dept_rates)
+    ratio = dept / raw
+    print(
+        f"median: raw {raw:,.0f} events/s, department {dept:,.0f} events/s, "
+        f"ratio {ratio:.3f} (goal >= {GOAL_RATIO}: {'met' if ratio >= GOAL_RATIO else 'MISSED'})"
+    )
+    print(
+        json.dumps(
+            {
+                "benchmark": "pipeline",
+                "messages": MESSAGES,
+                "runs": RUNS,
+                "raw_events_per_s": round(raw, 1),
+                "department_events_per_s": round(dept, 1),
+                "ratio": round(ratio, 4),
+                "goal_ratio": GOAL_RATIO,
+                "goal_met": ratio >= GOAL_RATIO,
+            }
+        )
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
