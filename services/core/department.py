@@ -22,7 +22,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any, Literal
-from uuid import UUID
+from uuid import UUID, uuid5
 
 from services.core import stepping
 from services.core.calendar import SHANGHAI
@@ -39,6 +39,8 @@ from services.core.scenario import Scenario
 from services.core.steps import StepModel
 
 ActionKind = Literal["arrive", "complete"]
+#: Namespace of completion event ids (uuid5 of case, step and attempt).
+COMPLETIONS = UUID("6b7c3f0e-7a53-5f0a-9d55-0c1f4c2e6a11")
 
 
 def instant(posix: float) -> datetime:
@@ -198,6 +200,8 @@ class DepartmentRules:
                 continue
             joined = case.joins.setdefault(successor.id, {})
             joined[payload.step] = at
+            if f"{successor.id}/0" in case.enabled:  # planned already (a repeated event)
+                continue
             if set(successor.depends_on) <= set(joined):
                 actions.append(
                     self._enable(
@@ -349,6 +353,9 @@ class DepartmentRules:
         else:
             payload = StepCompleted(**common)
         return Event(
+            # the same attempt always gets the same id: a re-executed action (after a
+            # crash, a repeated tick) publishes a duplicate that every reader drops
+            event_id=uuid5(COMPLETIONS, f"{action.case_id}/{step.id}/{action.attempt}"),
             type=event_type,
             case_id=action.case_id,
             matter=matter.id,

@@ -247,28 +247,53 @@ class DepartmentService(Service):
             yield county
 
     def execute_due(self, county: str, horizon: float) -> list[Any]:
-        """Execute every action of a county due by ``horizon``, in time order."""
+        """Execute every action of a county due by ``horizon``, in time order.
+
+        Table writes are kept to what the state needs: a follow-up that falls due in the
+        same tick is executed at once instead of being stored and deleted again, each
+        case record is written once (and only if it changed), the pool once.
+        """
         assert self.rules is not None
         heap = self.heaps.get(county, [])
-        events = []
+        events: list[Any] = []
         pool_key = f"{self.run.run_id if self.run else '-'}/{county}"  # a run's own clerks
         pool = self.rules.pool(county, self.pools.get(pool_key))
+        records: dict[str, tuple[CaseRecord, dict[str, Any]]] = {}  # case -> (now, as read)
+        in_memory: list[tuple[float, int, Action]] = []  # follow-ups due in this tick
         touched = False
-        while heap and heap[0][0] <= horizon:
-            _, key = heapq.heappop(heap)
-            data = self.pending.get(key)
-            if data is None:  # executed already (a duplicate tick, a replayed heap entry)
-                continue
-            action = Action.from_dict(data)
-            record = CaseRecord.from_dict(self.cases.get(action.case_id))
+        order = 0
+        while True:
+            stored_due = bool(heap) and heap[0][0] <= horizon
+            memory_due = bool(in_memory)
+            if not stored_due and not memory_due:
+                break
+            if memory_due and (not stored_due or in_memory[0][0] <= heap[0][0]):
+                _, _, action = heapq.heappop(in_memory)
+            else:
+                _, key = heapq.heappop(heap)
+                data = self.pending.get(key)
+                if data is None:  # executed already (a duplicate tick, a replayed entry)
+                    continue
+                self.pending.pop(key, None)
+                action = Action.from_dict(data)
+            if action.case_id not in records:
+                read = self.cases.get(action.case_id)
+                records[action.case_id] = (CaseRecord.from_dict(read), read or {})
+            record = records[action.case_id][0]
             follow, event = self.rules.execute(action, pool, record)
             touched = True
-            self.pending.pop(key, None)
-            self.cases[action.case_id] = record.to_dict()
             for nxt in follow:
-                self.plan(nxt)
+                if nxt.at <= horizon:
+                    order += 1
+                    heapq.heappush(in_memory, (nxt.at, order, nxt))
+                else:
+                    self.plan(nxt)
             if event is not None:
                 events.append(event)
+        for case_id, (record, read) in records.items():
+            now = record.to_dict()
+            if now != read:
+                self.cases[case_id] = now
         if touched:
             self.pools[pool_key] = pool.snapshot()
         return events

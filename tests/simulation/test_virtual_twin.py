@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import date, timedelta
+from uuid import uuid4
 
 import pytest
 
@@ -146,6 +147,33 @@ def test_a_rejected_case_goes_no_further(week, rules):
         t0,
     )
     assert rules["property"].on_event(cleared, record) == []
+
+
+def test_a_repeated_completion_plans_nothing_twice(week, rules):
+    submitted = first_submission(week, "linked_transfer")
+    t0 = submitted.occurred_at
+    cleared = submitted.caused(
+        "tax.cleared",
+        StepCompleted(
+            step="tax_clearance",
+            department="tax",
+            enabled_at=t0,
+            started_at=t0,
+            seq=case_seq(submitted.case_id),
+        ),
+        t0,
+    )
+    record = CaseRecord()
+    assert [a.step for a in rules["property"].on_event(cleared, record)] == ["register"]
+    again = cleared.model_copy(update={"event_id": uuid4()})  # same completion, new id
+    assert rules["property"].on_event(again, record) == []
+
+
+def test_completion_ids_are_stable(week):
+    catalog, scenario = week
+    first = [e.event_id for e in run_virtual(catalog, scenario, 5).events[:200]]
+    second = [e.event_id for e in run_virtual(catalog, scenario, 5).events[:200]]
+    assert first == second and len(set(first)) == len(first)
 
 
 def test_case_record_round_trips_as_json(week, rules):
