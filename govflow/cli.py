@@ -655,6 +655,11 @@ def replay_command(
     render_summary(result.summary, console)
     system = result.summary["system"]
     latency = system["processing_latency_seconds"]
+    parts = {k: system[f"latency_{k}_seconds"] for k in ("in_department", "in_transit")}
+    console.print(
+        "latency p50 in the departments "
+        f"{_fmt(parts['in_department']['p50'])} s, in transit {_fmt(parts['in_transit']['p50'])} s"
+    )
     console.print(
         f"{result.terminal}/{result.submitted} cases terminal, "
         f"{system['events_per_second']:.0f} events/s, processing latency p50 "
