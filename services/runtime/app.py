@@ -2,13 +2,41 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import faust
+from aiokafka.partitioner import DefaultPartitioner
+from faust.tables.table import Table
 
 from services.runtime.settings import Settings
 
 #: One partition per county (Shangrao has 12): a county's clerk pool lives in exactly
 #: one worker, and a department scales up to 12 workers.
 PARTITIONS = 12
+
+
+_PARTITIONER = DefaultPartitioner()
+
+
+def county_partition(county: str) -> int:
+    """The partition the producer gives an event keyed by ``county``."""
+    partitions = list(range(PARTITIONS))
+    return int(_PARTITIONER(county.encode(), partitions, partitions))
+
+
+class CountyTable(Table):  # type: ignore[misc]
+    """A table whose keys start with ``"<county>|"`` and live in that county's partition.
+
+    Faust puts a table write in the partition of the event being processed, so a timer
+    may not write tables.  Keyed by county explicitly, the state of a county stays in the
+    partition its events arrive on (and in the worker that owns it) whoever writes it.
+    """
+
+    def partition_for_key(self, key: Any) -> int | None:
+        county, sep, _ = str(key).partition("|")
+        if not sep:
+            return super().partition_for_key(key)
+        return county_partition(county)
 
 
 def make_app(service: str, settings: Settings, broker_url: str) -> faust.App:

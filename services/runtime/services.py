@@ -5,10 +5,10 @@
   dead-letter topic with the reason, the source topic/offset and the original bytes),
   handed to :meth:`DepartmentRules.on_event`, the planned actions kept in the
   ``pending`` table (changelog-backed: a crash loses nothing).
-* a timer — when a county this worker owns has actions due on the sim clock, it sends
-  that county a tick (a Faust timer may not write tables; an agent may);
-* ``ticks`` agent — executes the due actions in time order: clerk assignments update the
-  county's ``pools`` entry; completions are published on the department's topic.
+* a timer — the clock: executes every county's due actions in time order (clerk
+  assignments update the county's ``pools`` entry; completions are published on the
+  department's topic).  The tables are keyed by county (:class:`CountyTable`), so the
+  timer may write them and a county's state stays in its partition.
 
 The run (scenario, seed, sim clock) is announced by the replay on the control topic,
 which every worker reads in full, outside any consumer group.
@@ -19,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import heapq
 import logging
-import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -32,7 +31,7 @@ from services.core.events import Event, EventValidationError, decode_event
 from services.core.scenario import Scenario, load_scenario
 from services.core.topics import Topics
 from services.core.tracking import CaseProgress
-from services.runtime.app import PARTITIONS, make_app
+from services.runtime.app import PARTITIONS, CountyTable, make_app
 from services.runtime.broker import bootstrap_of
 from services.runtime.clock import RunAnnounced, SimClock
 from services.runtime.deadletter import DeadLetter
@@ -41,7 +40,6 @@ from services.runtime.settings import Settings, load_settings
 log = logging.getLogger(__name__)
 
 TICK_INTERVAL = 0.05  # wall seconds between checks for due work
-TICK_TIMEOUT = 2.0  # resend a county's tick if it has not come back by then
 
 
 RAW: dict[str, Any] = {"key_serializer": "raw", "value_serializer": "raw"}
@@ -156,22 +154,26 @@ class DepartmentService(Service):
         app = self.app
         self.input_topic = app.topic(*self.topics.inputs_of(self.catalog, department), **RAW)
         self.output_topic = app.topic(self.topics.department(department), **RAW)
-        self.tick_topic = app.topic(
-            f"{self.topics.prefix}.tick.{department}", partitions=PARTITIONS, internal=True, **RAW
-        )
-        self.cases = app.Table("cases", default=None, partitions=PARTITIONS)
-        self.pools = app.Table("pools", default=None, partitions=PARTITIONS)
-        self.pending = app.Table("pending", default=None, partitions=PARTITIONS)
+        # county-keyed tables: the timer may write them (see CountyTable)
+        self.cases = self._county_table("cases")
+        self.pools = self._county_table("pools")
+        self.pending = self._county_table("pending")
         self.rules: DepartmentRules | None = None
         self.heaps: dict[str, list[tuple[float, str]]] = {}
-        self.ticking: dict[str, float] = {}  # county -> wall time of the tick in flight
         self.inputs_agent = app.agent(self.input_topic, name=f"{department}-inputs")(
             self.process_inputs
         )
-        self.ticks_agent = app.agent(self.tick_topic, name=f"{department}-ticks")(
-            self.process_ticks
+        app.timer(interval=TICK_INTERVAL)(self.run_due)
+
+    def _county_table(self, name: str) -> CountyTable:
+        table = CountyTable(
+            self.app,
+            name=name,
+            default=None,
+            beacon=self.app.tables.beacon,
+            partitions=PARTITIONS,
         )
-        app.timer(interval=TICK_INTERVAL)(self.send_ticks)
+        return self.app.tables.add(table)
 
     def on_run(self, run: RunAnnounced, scenario: Scenario) -> None:
         self.rules = DepartmentRules(self.catalog, scenario, self.department, run.seed)
@@ -185,21 +187,23 @@ class DepartmentService(Service):
                 continue
             assert self.rules is not None
             try:
-                record = CaseRecord.from_dict(self.cases.get(event.case_id))
+                case_key = f"{event.county}|{event.case_id}"
+                record = CaseRecord.from_dict(self.cases.get(case_key))
                 actions = self.rules.on_event(event, record)
             except Exception as exc:  # no input may stop the service
                 log.exception("event %s could not be handled", event.event_id)
                 await self.park(message, f"could not be handled: {exc!r}", "")
                 yield None
                 continue
-            self.cases[event.case_id] = record.to_dict()
+            self.cases[case_key] = record.to_dict()
             for action in actions:
                 self.plan(action)
             yield event.event_id
 
     def plan(self, action: Action) -> None:
-        self.pending[action.key] = action.to_dict()
-        heapq.heappush(self.heaps.setdefault(action.county, []), (action.at, action.key))
+        key = f"{action.county}|{action.key}"
+        self.pending[key] = action.to_dict()
+        heapq.heappush(self.heaps.setdefault(action.county, []), (action.at, key))
 
     # -- the clock --------------------------------------------------------------------------
 
@@ -207,17 +211,21 @@ class DepartmentService(Service):
         margin = self.settings.watermark * (self.clock.run.speed if self.clock else 0.0)
         return [c for c, heap in self.heaps.items() if heap and heap[0][0] <= now - margin]
 
-    async def send_ticks(self) -> None:
-        if self.clock is None:
+    async def run_due(self) -> None:
+        """The clock: execute every county's due work and publish the completions."""
+        if self.clock is None or self.rules is None:
             return
         self.resync()
-        wall = time.time()
-        for county in self.due_counties(self.clock.now()):
-            # one tick in flight per county: more would only queue up behind it
-            if wall - self.ticking.get(county, 0.0) < TICK_TIMEOUT:
+        now = self.clock.now()
+        horizon = now - self.settings.watermark * self.clock.run.speed
+        for county in self.due_counties(now):
+            try:
+                due = self.execute_due(county, horizon)
+            except Exception:  # keep serving the other counties and cases
+                log.exception("executing due work of %s failed", county)
                 continue
-            self.ticking[county] = wall
-            await self.tick_topic.send(key=county.encode(), value=b"tick")
+            for event in due:
+                await self.output_topic.send(key=county.encode(), value=event.to_bytes())
 
     def resync(self) -> None:
         """Rebuild the in-memory schedule from the pending table when they differ
@@ -230,22 +238,6 @@ class DepartmentService(Service):
             if data is not None:
                 heapq.heappush(self.heaps.setdefault(data["county"], []), (data["at"], key))
 
-    async def process_ticks(self, stream: faust.Stream) -> Any:
-        async for message in stream.events():
-            county = message.key.decode()
-            self.ticking.pop(county, None)
-            if self.rules is None or self.clock is None:
-                continue
-            horizon = self.clock.now() - self.settings.watermark * self.clock.run.speed
-            try:
-                due = self.execute_due(county, horizon)
-            except Exception:  # keep serving the other counties and cases
-                log.exception("executing due work of %s failed", county)
-                continue
-            for event in due:
-                await self.output_topic.send(key=county.encode(), value=event.to_bytes())
-            yield county
-
     def execute_due(self, county: str, horizon: float) -> list[Any]:
         """Execute every action of a county due by ``horizon``, in time order.
 
@@ -256,7 +248,7 @@ class DepartmentService(Service):
         assert self.rules is not None
         heap = self.heaps.get(county, [])
         events: list[Any] = []
-        pool_key = f"{self.run.run_id if self.run else '-'}/{county}"  # a run's own clerks
+        pool_key = f"{county}|{self.run.run_id if self.run else '-'}"  # a run's own clerks
         pool = self.rules.pool(county, self.pools.get(pool_key))
         records: dict[str, tuple[CaseRecord, dict[str, Any]]] = {}  # case -> (now, as read)
         in_memory: list[tuple[float, int, Action]] = []  # follow-ups due in this tick
@@ -276,10 +268,11 @@ class DepartmentService(Service):
                     continue
                 self.pending.pop(key, None)
                 action = Action.from_dict(data)
-            if action.case_id not in records:
-                read = self.cases.get(action.case_id)
-                records[action.case_id] = (CaseRecord.from_dict(read), read or {})
-            record = records[action.case_id][0]
+            case_key = f"{county}|{action.case_id}"
+            if case_key not in records:
+                read = self.cases.get(case_key)
+                records[case_key] = (CaseRecord.from_dict(read), read or {})
+            record = records[case_key][0]
             follow, event = self.rules.execute(action, pool, record)
             touched = True
             for nxt in follow:
@@ -290,10 +283,10 @@ class DepartmentService(Service):
                     self.plan(nxt)
             if event is not None:
                 events.append(event)
-        for case_id, (record, read) in records.items():
+        for case_key, (record, read) in records.items():
             now = record.to_dict()
             if now != read:
-                self.cases[case_id] = now
+                self.cases[case_key] = now
         if touched:
             self.pools[pool_key] = pool.snapshot()
         return events

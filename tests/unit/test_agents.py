@@ -70,15 +70,14 @@ async def test_malformed_input_goes_to_the_dead_letter_topic(property_service):
 async def test_due_work_assigns_a_clerk_then_completes(property_service):
     service = property_service  # its sim clock is far past the 2021 case: all work is due
     event = linked_submission()
-    county = event.county.encode()
     with patch.object(service.output_topic, "send", new=AsyncMock()) as published:
         async with service.inputs_agent.test_context() as inputs:
-            await inputs.put(event.to_bytes(), key=county)
-        async with service.ticks_agent.test_context() as ticks:
-            await ticks.put(b"tick", key=county)  # assigns the clerk, plans the completion
-            await ticks.put(b"tick", key=county)  # emits it
+            await inputs.put(event.to_bytes(), key=event.county.encode())
+            await service.run_due()  # the clock: assign the clerk, emit the completion
+            await service.run_due()  # nothing left: nothing more
     sent = [json.loads(c.kwargs["value"]) for c in published.call_args_list]
     assert [e["type"] for e in sent] in (["property.locked"], ["step.reworked"])
     assert sent[0]["payload"]["clerk"] == f"property/{event.county}/1"
     assert sent[0]["case_id"] == event.case_id
-    assert service.pools  # the county's clerk pool state is kept in its table
+    pool_keys = list(service.pools.keys())
+    assert pool_keys == [f"{event.county}|t1"]  # the county's clerks, kept in its partition
