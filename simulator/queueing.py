@@ -70,6 +70,42 @@ def erlang_c_wait(servers: int, arrivals_per_hour: float, service_hours: float) 
     return top / (below + top) / (servers / service_hours - arrivals_per_hour)
 
 
+def round_the_clock_scenario(
+    catalog: Catalog,
+    matter_id: str,
+    *,
+    arrivals_per_hour: float,
+    departments: dict[str, int],
+    timing: dict[str, Any],
+    days: int,
+    warmup_days: int,
+    extra: dict[str, Any] | None = None,
+) -> Scenario:
+    """One matter with Poisson arrivals around the clock from 2021-01-01 for ``days``;
+    ``departments`` maps each department to its clerks on a 24/7 calendar, ``timing`` maps
+    each step to its timing."""
+    from datetime import date, timedelta
+
+    start = date(2021, 1, 1)
+    data: dict[str, Any] = {
+        "name": matter_id,
+        "horizon": {
+            "start": start.isoformat(),
+            "end": (start + timedelta(days=days - 1)).isoformat(),
+        },
+        "warmup_days": warmup_days,
+        "seed": 7,
+        "counties": {"xinzhou": 1.0},
+        "demand": {matter_id: {"per_year": arrivals_per_hour * 24 * 365, "profile": "flat"}},
+        "departments": {
+            d: {"calendar": "24x7", "clerks": {"default": n}} for d, n in departments.items()
+        },
+        "timing": {matter_id: timing},
+    }
+    data.update(extra or {})
+    return scenario_from_dict(data, catalog)
+
+
 def mmc_scenario(
     catalog: Catalog,
     *,
@@ -82,9 +118,6 @@ def mmc_scenario(
     extra: dict[str, Any] | None = None,
 ) -> Scenario:
     """Poisson arrivals around the clock, exponential service, ``clerks`` on a 24/7 calendar."""
-    from datetime import date, timedelta
-
-    start = date(2021, 1, 1)
     timing: dict[str, Any] = {
         "service": {"kind": "exponential", "mean": mean_service_minutes},
     }
@@ -93,21 +126,16 @@ def mmc_scenario(
             "probability": rework,
             "delay": {"kind": "fixed", "value": 0, "unit": "minutes"},
         }
-    data: dict[str, Any] = {
-        "name": "mmc",
-        "horizon": {
-            "start": start.isoformat(),
-            "end": (start + timedelta(days=days - 1)).isoformat(),
-        },
-        "warmup_days": warmup_days,
-        "seed": 7,
-        "counties": {"xinzhou": 1.0},
-        "demand": {"mmc": {"per_year": arrivals_per_hour * 24 * 365, "profile": "flat"}},
-        "departments": {"desk": {"calendar": "24x7", "clerks": {"default": clerks}}},
-        "timing": {"mmc": {"serve": timing}},
-    }
-    data.update(extra or {})
-    return scenario_from_dict(data, catalog)
+    return round_the_clock_scenario(
+        catalog,
+        "mmc",
+        arrivals_per_hour=arrivals_per_hour,
+        departments={"desk": clerks},
+        timing={"serve": timing},
+        days=days,
+        warmup_days=warmup_days,
+        extra=extra,
+    )
 
 
 #: Station of the fork/join process: step id -> (clerks, mean service minutes).  At
@@ -150,30 +178,17 @@ def fork_join_scenario(
     ``stations`` maps step id to ``(clerks, mean service minutes)``; steps left out keep
     :data:`FORK_JOIN_STATIONS`.
     """
-    from datetime import date, timedelta
-
     chosen = {**FORK_JOIN_STATIONS, **(stations or {})}
-    start = date(2021, 1, 1)
-    data: dict[str, Any] = {
-        "name": "fork_join",
-        "horizon": {
-            "start": start.isoformat(),
-            "end": (start + timedelta(days=days - 1)).isoformat(),
+    return round_the_clock_scenario(
+        catalog,
+        "fork_join",
+        arrivals_per_hour=arrivals_per_hour,
+        departments={f"desk_{step}": clerks for step, (clerks, _) in chosen.items()},
+        timing={
+            step: {"service": {"kind": "exponential", "mean": minutes}}
+            for step, (_, minutes) in chosen.items()
         },
-        "warmup_days": warmup_days,
-        "seed": 7,
-        "counties": {"xinzhou": 1.0},
-        "demand": {"fork_join": {"per_year": arrivals_per_hour * 24 * 365, "profile": "flat"}},
-        "departments": {
-            f"desk_{step}": {"calendar": "24x7", "clerks": {"default": clerks}}
-            for step, (clerks, _) in chosen.items()
-        },
-        "timing": {
-            "fork_join": {
-                step: {"service": {"kind": "exponential", "mean": minutes}}
-                for step, (_, minutes) in chosen.items()
-            }
-        },
-    }
-    data.update(extra or {})
-    return scenario_from_dict(data, catalog)
+        days=days,
+        warmup_days=warmup_days,
+        extra=extra,
+    )

@@ -82,6 +82,22 @@ def first_submission(week, matter: str) -> Event:
     return next(e for e in submissions(scenario, 5) if e.matter == matter)
 
 
+def completion(
+    submitted: Event, event_type: str, step: str, department: str, hours: float = 0, **extra: object
+) -> Event:
+    """A department's completion of a step of the submitted case, ``hours`` after it."""
+    t0 = submitted.occurred_at
+    payload = StepCompleted(
+        step=step,
+        department=department,
+        enabled_at=t0,
+        started_at=t0,
+        seq=case_seq(submitted.case_id),
+        **extra,
+    )
+    return submitted.caused(event_type, payload, t0 + timedelta(hours=hours))
+
+
 def test_duplicates_change_nothing(week, rules):
     submitted = first_submission(week, "linked_transfer")
     record = CaseRecord()
@@ -93,76 +109,33 @@ def test_duplicates_change_nothing(week, rules):
 
 def test_join_waits_for_every_predecessor_in_any_order(week, rules):
     submitted = first_submission(week, "property_transfer")
-    t0 = submitted.occurred_at
-
-    def done(event_type: str, step: str, department: str, hours: float) -> Event:
-        payload = StepCompleted(
-            step=step,
-            department=department,
-            enabled_at=t0,
-            started_at=t0,
-            seq=case_seq(submitted.case_id),
-        )
-        return submitted.caused(event_type, payload, t0 + timedelta(hours=hours))
-
-    review = done("property.reviewed", "review", "property", 5)
-    tax = done("tax.cleared", "tax_assessment", "tax", 9)
+    review = completion(submitted, "property.reviewed", "review", "property", hours=5)
+    tax = completion(submitted, "tax.cleared", "tax_assessment", "tax", hours=9)
     for order in ((review, tax), (tax, review)):
         record = CaseRecord()
         assert rules["property"].on_event(order[0], record) == []
         actions = rules["property"].on_event(order[1], record)
         assert [a.step for a in actions] == ["register"]
         # enabled when the later predecessor finished
-        assert actions[0].enabled == pytest.approx((t0 + timedelta(hours=9)).timestamp())
+        later = submitted.occurred_at + timedelta(hours=9)
+        assert actions[0].enabled == pytest.approx(later.timestamp())
 
 
 def test_a_rejected_case_goes_no_further(week, rules):
     submitted = first_submission(week, "linked_transfer")
-    t0 = submitted.occurred_at
     record = CaseRecord()
-    rejected = submitted.caused(
-        "tax.rejected",
-        StepCompleted(
-            step="tax_clearance",
-            department="tax",
-            enabled_at=t0,
-            started_at=t0,
-            outcome="rejected",
-            reason="契税未缴",
-            seq=case_seq(submitted.case_id),
-        ),
-        t0,
+    rejected = completion(
+        submitted, "tax.rejected", "tax_clearance", "tax", outcome="rejected", reason="契税未缴"
     )
     assert rules["property"].on_event(rejected, record) == []
     assert record.rejected
-    cleared = submitted.caused(
-        "tax.cleared",
-        StepCompleted(
-            step="tax_clearance",
-            department="tax",
-            enabled_at=t0,
-            started_at=t0,
-            seq=case_seq(submitted.case_id),
-        ),
-        t0,
-    )
+    cleared = completion(submitted, "tax.cleared", "tax_clearance", "tax")
     assert rules["property"].on_event(cleared, record) == []
 
 
 def test_a_repeated_completion_plans_nothing_twice(week, rules):
     submitted = first_submission(week, "linked_transfer")
-    t0 = submitted.occurred_at
-    cleared = submitted.caused(
-        "tax.cleared",
-        StepCompleted(
-            step="tax_clearance",
-            department="tax",
-            enabled_at=t0,
-            started_at=t0,
-            seq=case_seq(submitted.case_id),
-        ),
-        t0,
-    )
+    cleared = completion(submitted, "tax.cleared", "tax_clearance", "tax")
     record = CaseRecord()
     assert [a.step for a in rules["property"].on_event(cleared, record)] == ["register"]
     again = cleared.model_copy(update={"event_id": uuid4()})  # same completion, new id
