@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import heapq
 import itertools
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 from uuid import uuid4
@@ -68,7 +69,21 @@ def unit_code_for(county: str, matter_id: str, seq: int) -> str:
     return f"{county_code}{abs(hash(matter_id)) % 1000:03d}GB{seq:09d}F{seq % 10**8:08d}"[:28]
 
 
-def run_virtual(catalog: Catalog, scenario: Scenario, seed: int) -> VirtualRun:
+def run_virtual(
+    catalog: Catalog,
+    scenario: Scenario,
+    seed: int,
+    *,
+    backfill_working_days: float = 0.0,
+    delivery_delay: Callable[[], float] | None = None,
+) -> VirtualRun:
+    """Route events between the department rules in sim-time order, without a broker.
+
+    ``delivery_delay`` (sim seconds per delivery) models transit and consumer delay: a
+    department then receives an event late, and acts on it at the receipt time (its
+    arrival time is still the event's), as a live department does when the clock has
+    passed. ``backfill_working_days`` is passed to the departments' clerk pools.
+    """
     topics = Topics()
     departments = sorted(
         {
@@ -78,7 +93,9 @@ def run_virtual(catalog: Catalog, scenario: Scenario, seed: int) -> VirtualRun:
             for s in scenario.matter(catalog, m).steps
         }
     )
-    rules = {d: DepartmentRules(catalog, scenario, d, seed) for d in departments}
+    rules = {
+        d: DepartmentRules(catalog, scenario, d, seed, backfill_working_days) for d in departments
+    }
     inputs = {d: set(topics.inputs_of(catalog, d)) for d in departments}
     pools: dict[tuple[str, str], ClerkPool] = {}
     cases: dict[tuple[str, str], CaseRecord] = {}
@@ -89,11 +106,21 @@ def run_virtual(catalog: Catalog, scenario: Scenario, seed: int) -> VirtualRun:
             queue,
             (event.occurred_at.timestamp(), next(order), "event", (topics.submissions, event)),
         )
+
+    def deliver(now: float, topic: str, event: Any) -> None:
+        for dept in departments:
+            if topic not in inputs[dept]:
+                continue
+            record = cases.setdefault((dept, event.case_id), CaseRecord())
+            for action in rules[dept].on_event(event, record):
+                at = action.at if action.at > now else now  # a late event is acted on now
+                heapq.heappush(queue, (at, next(order), "action", (dept, action)))
+
     run = VirtualRun()
     tracked: dict[str, CaseProgress] = {}
     matters = {m: scenario.matter(catalog, m) for m in scenario.demand}
     while queue:
-        _, _, kind, item = heapq.heappop(queue)
+        now, _, kind, item = heapq.heappop(queue)
         if kind == "event":
             topic, event = item
             if topic != topics.submissions:
@@ -105,12 +132,13 @@ def run_virtual(catalog: Catalog, scenario: Scenario, seed: int) -> VirtualRun:
                 )
                 if verdict is not None:
                     run.verdicts.append(verdict)
-            for dept in departments:
-                if topic not in inputs[dept]:
-                    continue
-                record = cases.setdefault((dept, event.case_id), CaseRecord())
-                for action in rules[dept].on_event(event, record):
-                    heapq.heappush(queue, (action.at, next(order), "action", (dept, action)))
+            if delivery_delay is None:
+                deliver(now, topic, event)
+            else:
+                heapq.heappush(queue, (now + delivery_delay(), next(order), "delivery", item))
+            continue
+        if kind == "delivery":
+            deliver(now, *item)
             continue
         dept, action = item
         assert isinstance(action, Action)
@@ -120,12 +148,13 @@ def run_virtual(catalog: Catalog, scenario: Scenario, seed: int) -> VirtualRun:
             pool = pools[key] = rules[dept].pool(action.county, None)
         follow, event = rules[dept].execute(action, pool, cases[(dept, action.case_id)])
         for nxt in follow:
-            heapq.heappush(queue, (nxt.at, next(order), "action", (dept, nxt)))
+            at = nxt.at if nxt.at > now else now
+            heapq.heappush(queue, (at, next(order), "action", (dept, nxt)))
         if event is not None:
             heapq.heappush(
                 queue,
                 (
-                    event.occurred_at.timestamp(),
+                    max(event.occurred_at.timestamp(), now),  # emitted once it is due
                     next(order),
                     "event",
                     (topics.department(dept), event),

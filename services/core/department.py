@@ -109,7 +109,16 @@ def case_seq(case_id: str) -> int:
 class DepartmentRules:
     """The steps one department performs, and how it reacts to events about them."""
 
-    def __init__(self, catalog: Catalog, scenario: Scenario, department: str, seed: int) -> None:
+    def __init__(
+        self,
+        catalog: Catalog,
+        scenario: Scenario,
+        department: str,
+        seed: int,
+        backfill_working_days: float = 0.0,
+    ) -> None:
+        """``backfill_working_days``: how long the clerk pools keep idle gaps for late
+        arrivals (see :class:`~services.core.clerks.ClerkPool`); 0 = strict FIFO."""
         self.catalog = catalog
         self.scenario = scenario
         self.department = department
@@ -120,6 +129,7 @@ class DepartmentRules:
             m: scenario.matter(catalog, m) for m, d in scenario.demand.items() if d.per_year > 0
         }
         self._models: dict[tuple[str, str], StepModel] = {}
+        self.backfill_us = round(backfill_working_days * self.calendar.day_us)
 
     # -- what this department does ------------------------------------------------------
 
@@ -145,7 +155,7 @@ class DepartmentRules:
         name = f"{self.department}/{county}"
         if state:
             return ClerkPool.restore(state, name)
-        return ClerkPool(self.scenario.clerks(self.department, county), name)
+        return ClerkPool(self.scenario.clerks(self.department, county), name, self.backfill_us)
 
     # -- input --------------------------------------------------------------------------
 

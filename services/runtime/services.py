@@ -176,7 +176,13 @@ class DepartmentService(Service):
         return self.app.tables.add(table)
 
     def on_run(self, run: RunAnnounced, scenario: Scenario) -> None:
-        self.rules = DepartmentRules(self.catalog, scenario, self.department, run.seed)
+        self.rules = DepartmentRules(
+            self.catalog,
+            scenario,
+            self.department,
+            run.seed,
+            self.settings.backfill_working_days,
+        )
 
     # -- inputs -----------------------------------------------------------------------------
 

@@ -55,6 +55,13 @@ class Settings(BaseSettings):
         "events delayed in transit are still served in time order.",
     )
 
+    backfill_working_days: float = Field(
+        default=10.0,
+        ge=0,
+        description="Working days a clerk pool keeps idle gaps for arrivals that reach it "
+        "late (out of order); 0 serves strictly in order of receipt.",
+    )
+
     @field_validator("broker_url")
     @classmethod
     def _broker_url_shape(cls, url: str | None) -> str | None:
