@@ -666,11 +666,71 @@ def replay_command(
         f"{_fmt(latency['p50'])} s p99 {_fmt(latency['p99'])} s, "
         f"{system['dead_letters']} dead letters"
     )
+    overhead = system["case_overhead_seconds"]
+    console.print(
+        f"{system['cases_per_second']:.1f} cases/s; wall-clock overhead per case "
+        f"p50 {_fmt(overhead['p50'])} s p99 {_fmt(overhead['p99'])} s"
+    )
     console.print(f"wrote {out / 'summary.json'}, {out / 'report.html'}, {out / 'events.csv'}")
     if result.unfinished:
         shown = ", ".join(result.unfinished[:20])
         more = f" (+{len(result.unfinished) - 20} more)" if len(result.unfinished) > 20 else ""
         err_console.print(f"[red]{len(result.unfinished)} case(s) unfinished:[/] {shown}{more}")
+        raise typer.Exit(code=1)
+
+
+@app.command("verify")
+@friendly_errors
+def verify_command(
+    run: Annotated[
+        Path, typer.Option("--run", help="Output directory of a replay or a simulation.")
+    ],
+    show: Annotated[int, typer.Option(help="How many of each problem to list.")] = 20,
+) -> None:
+    """Audit a run: every case has one terminal outcome, no completion counted twice,
+    every unit's owner equals its holder at power, water, gas and telecom, no unit left
+    locked, dead letters listed. Exit 0 when all hold, 1 otherwise; the last line is JSON."""
+    from services.core.saga import audit
+    from simulator.ledger import read_ledger
+
+    if not run.is_dir():
+        raise InputError(str(run), "--run", "not a directory")
+    report = audit(read_ledger(run / "ledger.jsonl"))
+    checks = [
+        ("cases submitted", report.cases, None),
+        ("cases without a terminal outcome (lost)", report.lost, report.lost_cases),
+        (
+            "duplicates (two outcomes, or an attempt under two ids)",
+            report.duplicates,
+            report.duplicate_keys,
+        ),
+        (
+            "units whose owner differs from a utility holder",
+            report.mismatched_units,
+            report.mismatches,
+        ),
+        ("units left locked", report.locked_units, report.locked),
+        (
+            "dead letters",
+            report.dead_letters,
+            [
+                f"{d.get('service', '?')}: {d.get('reason', '?')} (field {d.get('field', '?')}, "
+                f"{d.get('source_topic', '?')}[{d.get('partition', '?')}]@{d.get('offset', '?')})"
+                for d in report.letters
+            ],
+        ),
+    ]
+    for label, count, items in checks:
+        console.print(f"{count:>8}  {label}", highlight=False)
+        for item in (items or [])[:show]:
+            console.print(f"          {item}", highlight=False)
+        if items and len(items) > show:
+            console.print(f"          … {len(items) - show} more", highlight=False)
+    console.print(f"{report.units:>8}  units in the register", highlight=False)
+    verdict = "[green]verified[/]" if report.ok else "[red]FAILED[/]"
+    console.print(f"{run}: {verdict}")
+    print(json.dumps(report.counts()))
+    if not report.ok:
         raise typer.Exit(code=1)
 
 

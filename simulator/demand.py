@@ -34,6 +34,7 @@ class MatterArrivals:
     submitted: np.ndarray  # POSIX seconds, ascending
     county: np.ndarray  # index into Scenario.counties (insertion order)
     segment: np.ndarray  # index into MatterDemand.segments, -1 for none
+    unit: np.ndarray | None = None  # unit number of the case's property (register matters)
 
     def __len__(self) -> int:
         return len(self.submitted)
@@ -90,6 +91,7 @@ def generate_demand(scenario: Scenario, seed: int) -> dict[str, MatterArrivals]:
     shares = np.array([scenario.counties[c] for c in counties])
     shares = shares / shares.sum()
     out: dict[str, MatterArrivals] = {}
+    matter_index = {m: i for i, m in enumerate(scenario.demand)}
     for matter_id, demand in scenario.demand.items():
         rng = np.random.Generator(np.random.PCG64(stream_seed(seed, "demand", matter_id)))
         profile = scenario.profile(demand.profile)
@@ -97,7 +99,9 @@ def generate_demand(scenario: Scenario, seed: int) -> dict[str, MatterArrivals]:
         weights = hourly_weights(profile, calendar, start, days)
         if demand.per_year == 0 or year_weight == 0:
             empty = np.empty(0)
-            out[matter_id] = MatterArrivals(matter_id, empty, empty.astype(int), empty.astype(int))
+            out[matter_id] = MatterArrivals(
+                matter_id, empty, empty.astype(int), empty.astype(int), empty.astype(int)
+            )
             continue
         counts = rng.poisson(demand.per_year * weights / year_weight)
         hour_index = np.repeat(np.arange(len(weights)), counts)
@@ -110,5 +114,50 @@ def generate_demand(scenario: Scenario, seed: int) -> dict[str, MatterArrivals]:
             p.append(1 - sum(p))
             segment = rng.choice(len(p), size=len(submitted), p=p)
             segment[segment == len(demand.segments)] = -1
-        out[matter_id] = MatterArrivals(matter_id, submitted, county, segment)
-    return out
+        unit = UNITS_PER_MATTER * matter_index[matter_id] + np.arange(len(submitted))
+        out[matter_id] = MatterArrivals(matter_id, submitted, county, segment, unit)
+    return _seize_transfers(scenario, seed, out)
+
+
+#: Unit numbers: each matter's cases get their own range (a case's own unit).
+UNITS_PER_MATTER = 10**7
+TRANSFERS = ("linked_transfer", "property_transfer")
+SEIZURES = "seizure_registration"
+
+
+def _seize_transfers(
+    scenario: Scenario, seed: int, arrivals: dict[str, MatterArrivals]
+) -> dict[str, MatterArrivals]:
+    """Fault injection: a share of the transfers' units get a 查封 case of their own,
+    submitted within ``seizure_within_hours`` after the transfer (so it may land while
+    the transfer is in flight)."""
+    faults = scenario.faults
+    if faults.seizure_rate <= 0 or SEIZURES not in arrivals:
+        return arrivals
+    rng = np.random.Generator(np.random.PCG64(stream_seed(seed, "demand", "seizures")))
+    parts = [arrivals[SEIZURES]]
+    for matter_id in TRANSFERS:
+        transfers = arrivals.get(matter_id)
+        if transfers is None or len(transfers) == 0 or transfers.unit is None:
+            continue
+        hit = rng.random(len(transfers)) < faults.seizure_rate
+        delay = rng.random(int(hit.sum())) * faults.seizure_within_hours * 3600.0
+        parts.append(
+            MatterArrivals(
+                SEIZURES,
+                transfers.submitted[hit] + delay,
+                transfers.county[hit],
+                np.full(int(hit.sum()), -1),
+                transfers.unit[hit],
+            )
+        )
+    submitted = np.concatenate([p.submitted for p in parts])
+    order = np.argsort(submitted, kind="stable")
+    merged = MatterArrivals(
+        SEIZURES,
+        submitted[order],
+        np.concatenate([p.county for p in parts])[order],
+        np.concatenate([p.segment for p in parts])[order],
+        np.concatenate([p.unit for p in parts if p.unit is not None])[order],
+    )
+    return {**arrivals, SEIZURES: merged}

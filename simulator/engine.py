@@ -28,14 +28,15 @@ from typing import Any
 import numpy as np
 import simpy
 
-from services.core import stepping
+from services.core import saga, stepping
 from services.core.calendar import WorkingCalendar
 from services.core.catalog import Catalog, Matter
 from services.core.clerks import ClerkPool
+from services.core.saga import UnitRegister, UnitState, UtilityAccounts
 from services.core.scenario import Scenario
 from services.core.stepping import Outcome
 from services.core.steps import StepDraw, StepModel
-from simulator.demand import MatterArrivals, generate_demand, midnight
+from simulator.demand import MatterArrivals, case_id, generate_demand, midnight
 
 
 @dataclass
@@ -98,6 +99,10 @@ class Replication:
     measured_from: float
     wall_seconds: float
     counties: list[str]
+    #: the saga's end state: the property register per unit code, each utility's holders
+    register: dict[str, UnitState] = field(default_factory=dict)
+    accounts: dict[str, dict[str, str]] = field(default_factory=dict)
+    linked_units: set[str] = field(default_factory=set)  # units a linked transfer touched
 
     @property
     def cases(self) -> int:
@@ -167,10 +172,24 @@ class _MatterRun:
         self.n_final = len(final)
         self.is_final = [s.id in final for s in self.steps]
         timings = scenario.timing[matter.id]
-        can_reject = any(timings[s.id].reject is not None for s in self.steps)
+        self.effects = [s.effect for s in self.steps]
+        self.faults = [stepping.DepartmentFaults.of(scenario, s.department) for s in self.steps]
+        can_reject = any(timings[s.id].reject is not None for s in self.steps) or any(
+            e in ("lock", "transfer") for e in self.effects
+        )
+        can_retry = [
+            timings[s.id].fault is not None or bool(f.failures)
+            for s, f in zip(self.steps, self.faults, strict=True)
+        ]
         # A final step's completion enables nothing; unless some step may still reject
-        # the case, it can be booked when its time is known instead of as a SimPy event.
-        self.book_at_once = [final and not can_reject for final in self.is_final]
+        # the case (or this one fail and retry, or change the register at its time), it
+        # can be booked when its time is known instead of as a SimPy event.
+        self.book_at_once = [
+            final and not can_reject and not retry and effect is None
+            for final, retry, effect in zip(self.is_final, can_retry, self.effects, strict=True)
+        ]
+        self.holds_lock = "lock" in self.effects
+        self.is_linked = "account" in self.effects
         self.calendars = [scenario.calendar(s.department) for s in self.steps]
         self.calendar_ids = [
             calendar_index.setdefault(id(c), len(calendar_index)) for c in self.calendars
@@ -277,7 +296,7 @@ def run_replication(catalog: Catalog, scenario: Scenario, seed: int) -> Replicat
             done = stepping.external_done(draw, at, office)
             at_time(done, complete, (run, seq, state, si, attempt, at, at, 0, done, -1, draw))
             return
-        arrived = stepping.arrival(draw, at, run.calendars[si])
+        arrived = stepping.arrival(draw, at, run.calendars[si], run.faults[si])
         if arrived > at:
             schedule(arrived, serve, run, seq, state, si, attempt, at, arrived, draw)
         else:
@@ -333,10 +352,19 @@ def run_replication(catalog: Catalog, scenario: Scenario, seed: int) -> Replicat
         rec_arrival(arrival)
         rec_start_w(start_w)
         rec_done(done)
-        result = stepping.outcome(draw)
+        result = stepping.outcome(draw, done, run.faults[si])
+        effect = run.effects[si]
+        if effect is not None and result is Outcome.DONE:
+            result = apply_effect(run, seq, si, effect)
         if result is Outcome.REJECT:
             state.rejected = True
             run.rejected_at[seq] = si
+            if run.holds_lock:
+                register.release(unit_of(run, seq), case_id(run.matter.id, seq))
+            return
+        if result is Outcome.RETRY:
+            again = stepping.retry_at(done, attempt, run.faults[si])
+            schedule(again, enable, run, seq, state, si, attempt + 1, again)
             return
         if result is Outcome.REWORK:
             again = stepping.rework_at(draw, done, run.calendars[si])
@@ -352,6 +380,26 @@ def run_replication(catalog: Catalog, scenario: Scenario, seed: int) -> Replicat
                 state.latest = done
             if state.finals_left == 0:
                 run.completed[seq] = state.latest
+
+    register = UnitRegister()
+    accounts: dict[str, UtilityAccounts] = {}
+    linked_units: set[str] = set()
+
+    def unit_of(run: _MatterRun, seq: int) -> str:
+        units = run.arrivals.unit
+        return saga.unit_code(run.county[seq], int(units[seq]) if units is not None else seq)
+
+    def apply_effect(run: _MatterRun, seq: int, si: int, effect: str) -> Outcome:
+        """The saga's register / account change at a completed step (services.core.saga)."""
+        unit, case = unit_of(run, seq), case_id(run.matter.id, seq)
+        if run.is_linked:
+            linked_units.add(unit)
+        if effect == "account":
+            utility = run.steps[si].department
+            accounts.setdefault(utility, UtilityAccounts()).transfer(unit, f"买受人-{case}")
+            return Outcome.DONE
+        decision = register.apply(effect, unit, case, f"买受人-{case}")
+        return Outcome.DONE if decision.ok else Outcome.REJECT
 
     def start_case(run: _MatterRun, seq: int, at: float) -> None:
         state = _CaseState(run)
@@ -404,4 +452,7 @@ def run_replication(catalog: Catalog, scenario: Scenario, seed: int) -> Replicat
         measured_from=midnight(scenario.measured_from()),
         wall_seconds=wallclock.perf_counter() - wall,
         counties=counties,
+        register=register.units,
+        accounts={u: a.holders for u, a in accounts.items()},
+        linked_units=linked_units,
     )

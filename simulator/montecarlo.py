@@ -263,9 +263,11 @@ def _max_queue(arrival: np.ndarray, start: np.ndarray) -> int:
 def _run_one(catalog: Catalog, scenario: Scenario, seed: int, events_path: Path | None) -> RepStats:
     rep = run_replication(catalog, scenario, seed)
     if events_path is not None:
+        from simulator.ledger import simulation_facts, write_ledger
         from simulator.outputs import write_events
 
         write_events(rep, events_path)
+        write_ledger(simulation_facts(rep), events_path.parent / "ledger.jsonl")
     return measure_replication(catalog, scenario, rep)
 
 

@@ -16,6 +16,7 @@ that simulation draw the same cases and the same durations.
 from __future__ import annotations
 
 import asyncio
+import json
 import math
 import threading
 import time
@@ -38,6 +39,7 @@ from services.runtime.broker import bootstrap_of
 from services.runtime.clock import RunAnnounced
 from simulator.demand import MatterArrivals, midnight
 from simulator.engine import MatterOutcome, PoolStats, Replication, StepRecords
+from simulator.ledger import replay_facts, write_ledger
 from simulator.montecarlo import measure_replication, replication_seeds, summarise
 from simulator.outputs import write_events, write_summary
 from simulator.report import write_report
@@ -122,6 +124,9 @@ def replay(
 class _Collected:
     steps: list[tuple[Event, float]] = field(default_factory=list)  # with wall receive time
     verdicts: dict[str, Event] = field(default_factory=dict)
+    verdict_received: dict[str, float] = field(default_factory=dict)  # wall receive time
+    all_verdicts: list[Event] = field(default_factory=list)  # duplicates included
+    letters: list[dict[str, Any]] = field(default_factory=list)
     dead_letters: int = 0
     wall_seconds: float = 0.0
 
@@ -172,6 +177,7 @@ async def _run(
                 for record in records:
                     if tp.topic == topics.dead_letters:
                         collected.dead_letters += 1
+                        collected.letters.append(_letter(record.value, record.offset))
                         continue
                     try:
                         event = decode_event(record.value, source=tp.topic)
@@ -180,7 +186,10 @@ async def _run(
                     if not event.case_id.startswith(prefix):
                         continue  # another run's event
                     if tp.topic == topics.cases:
-                        collected.verdicts.setdefault(event.case_id, event)
+                        collected.all_verdicts.append(event)
+                        if event.case_id not in collected.verdicts:
+                            collected.verdicts[event.case_id] = event
+                            collected.verdict_received[event.case_id] = received
                     else:
                         collected.steps.append((event, received))
             if progress:
@@ -191,6 +200,16 @@ async def _run(
         await producer.stop()
         await consumer.stop()
     return collected
+
+
+def _letter(value: bytes, offset: int) -> dict[str, Any]:
+    """What the ledger keeps of a dead letter (its reason and where it came from)."""
+    try:
+        data = json.loads(value)
+    except ValueError:
+        return {"reason": "unreadable dead letter", "dead_letter_offset": offset}
+    keep = ("service", "reason", "field", "source_topic", "partition", "offset")
+    return {k: data.get(k) for k in keep if k in data} | {"dead_letter_offset": offset}
 
 
 def _publish_in_real_time(
@@ -243,6 +262,9 @@ def _finish(
     # where the lag arises: in the department (emitted after it was due) or in transit
     in_department = [e.emitted_at.timestamp() - due_wall(e) for e, _ in collected.steps]
     in_transit = [received - e.emitted_at.timestamp() for e, received in collected.steps]
+    # a case's wall-clock overhead: its verdict arrived this long after the sim clock
+    # reached the case's end (the twin's own processing, summed along the case's chain)
+    overhead = [collected.verdict_received[c] - due_wall(v) for c, v in collected.verdicts.items()]
     summary["system"] = {
         "mode": "replay",
         "run_id": run.run_id,
@@ -253,6 +275,8 @@ def _finish(
         "events_per_second": (len(collected.steps) + len(collected.verdicts))
         / max(collected.wall_seconds, 1e-9),
         "wall_seconds": collected.wall_seconds,
+        "cases_per_second": (len(wanted) - len(unfinished)) / max(collected.wall_seconds, 1e-9),
+        "case_overhead_seconds": _quantiles(overhead),
         "processing_latency_seconds": _quantiles(lags),
         "latency_in_department_seconds": _quantiles(in_department),
         "latency_in_transit_seconds": _quantiles(in_transit),
@@ -261,6 +285,16 @@ def _finish(
     out.mkdir(parents=True, exist_ok=True)
     write_summary(summary, out / "summary.json")
     write_events(rep, out / "events.csv")
+    write_ledger(
+        replay_facts(
+            catalog,
+            demand,
+            [e for e, _ in collected.steps],
+            collected.all_verdicts,
+            collected.letters,
+        ),
+        out / "ledger.jsonl",
+    )
     write_report(summary, out / "report.html", title=f"govflow live replay — {scenario.name}")
     return ReplayResult(summary, len(wanted), len(wanted) - len(unfinished), unfinished, out)
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from uuid import uuid4
 
+from services.core import saga
 from services.core.catalog import Catalog
 from services.core.clerks import ClerkPool
 from services.core.department import Action, CaseRecord, DepartmentRules, instant
@@ -39,7 +40,8 @@ def submissions(scenario: Scenario, seed: int) -> list[Event]:
     for matter_id, arrivals in generate_demand(scenario, seed).items():
         for seq in range(len(arrivals)):
             county = counties[int(arrivals.county[seq])]
-            unit_code = unit_code_for(county, matter_id, seq)
+            unit = arrivals.unit[seq] if arrivals.unit is not None else seq
+            unit_code = saga.unit_code(int(arrivals.county[seq]), int(unit))
             out.append(
                 Event(
                     type="case.submitted",
@@ -54,19 +56,13 @@ def submissions(scenario: Scenario, seed: int) -> list[Event]:
                         attributes={
                             "seq": seq,
                             "segment": int(arrivals.segment[seq]),
-                            "owner": f"买受人-{seq}",
+                            "owner": f"买受人-{case_id(matter_id, seq)}",
                         },
                     ),
                 )
             )
     out.sort(key=lambda e: e.occurred_at)
     return out
-
-
-def unit_code_for(county: str, matter_id: str, seq: int) -> str:
-    """A 不动产单元代码-shaped id (28 characters) for a case's property unit."""
-    county_code = f"{abs(hash(county)) % 10**6:06d}"
-    return f"{county_code}{abs(hash(matter_id)) % 1000:03d}GB{seq:09d}F{seq % 10**8:08d}"[:28]
 
 
 def run_virtual(

@@ -150,6 +150,9 @@ class Target(_Model):
         return ()
 
 
+StepEffect = Literal["lock", "transfer", "seize", "mortgage", "discharge", "object", "account"]
+
+
 class Step(_Model):
     """One step (环节) of a matter, performed by one department."""
 
@@ -162,6 +165,12 @@ class Step(_Model):
     emits: str = Field(default="step.completed", pattern=r"^[a-z_]+\.[a-z_]+$")
     actor: str | None = None
     note: str | None = None
+    #: what the step does to the property register or a utility's accounts (see
+    #: :mod:`services.core.saga`): lock, transfer, seize, mortgage, discharge, object,
+    #: account
+    effect: (
+        Literal["lock", "transfer", "seize", "mortgage", "discharge", "object", "account"] | None
+    ) = None
 
 
 class Cost(_Model):

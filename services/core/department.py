@@ -35,10 +35,11 @@ from services.core.events import (
     StepCompleted,
     UtilityTransferred,
 )
+from services.core.saga import UnitRegister, UtilityAccounts
 from services.core.scenario import Scenario
 from services.core.steps import StepModel
 
-ActionKind = Literal["arrive", "complete"]
+ActionKind = Literal["arrive", "complete", "release"]
 #: Namespace of completion event ids (uuid5 of case, step and attempt).
 COMPLETIONS = UUID("6b7c3f0e-7a53-5f0a-9d55-0c1f4c2e6a11")
 
@@ -130,6 +131,7 @@ class DepartmentRules:
         }
         self._models: dict[tuple[str, str], StepModel] = {}
         self.backfill_us = round(backfill_working_days * self.calendar.day_us)
+        self.faults = stepping.DepartmentFaults.of(scenario, department)
 
     # -- what this department does ------------------------------------------------------
 
@@ -199,7 +201,7 @@ class DepartmentRules:
             return []
         if payload.outcome == "rejected":
             case.rejected = True
-            return []
+            return self._release_lock(event, matter, case)
         if payload.outcome != "done":
             return []
         seq = payload.seq if payload.seq is not None else case_seq(event.case_id)
@@ -265,20 +267,69 @@ class DepartmentRules:
         if step.kind == "external":
             done = stepping.external_done(draw, at, self.office)
             return Action(at=done, kind="complete", arrived=at, **base)  # type: ignore[arg-type]
-        arrived = stepping.arrival(draw, at, self.calendar)
+        arrived = stepping.arrival(draw, at, self.calendar, self.faults)
         return Action(at=arrived, kind="arrive", arrived=arrived, **base)  # type: ignore[arg-type]
+
+    def _release_lock(self, event: Event, matter: Matter, case: CaseRecord) -> list[Action]:
+        """The saga's pivot refused the case: if this department locked its unit, plan
+        the release (published as ``property.released``)."""
+        locks = [s for s in matter.steps if s.effect == "lock" and s.department == self.department]
+        payload = event.payload
+        if (
+            not locks
+            or f"{locks[0].id}/0" not in case.enabled
+            or f"{locks[0].id}/release" in case.enabled
+        ):
+            return []
+        case.enabled.append(f"{locks[0].id}/release")
+        assert isinstance(payload, StepCompleted)
+        at = event.occurred_at.timestamp()
+        return [
+            Action(
+                at=at,
+                kind="release",
+                case_id=event.case_id,
+                matter=matter.id,
+                county=event.county,
+                step=locks[0].id,
+                attempt=0,
+                seq=payload.seq if payload.seq is not None else case_seq(event.case_id),
+                segment=payload.segment,
+                enabled=at,
+                arrived=at,
+                correlation_id=str(event.correlation_id),
+                causation_id=str(event.event_id),
+                unit_code=payload.unit_code,
+                owner=payload.owner,
+            )
+        ]
 
     # -- the clock ------------------------------------------------------------------------
 
     def execute(
-        self, action: Action, pool: ClerkPool, case: CaseRecord
+        self,
+        action: Action,
+        pool: ClerkPool,
+        case: CaseRecord,
+        register: UnitRegister | None = None,
+        accounts: UtilityAccounts | None = None,
     ) -> tuple[list[Action], Event | None]:
         """Carry out a due action: assign a clerk, or emit the completion (and plan a
-        reworked attempt).  Returns follow-up actions and the event to publish."""
-        if case.rejected:
-            return [], None
+        reworked or retried attempt), or release a unit's lock.  ``register`` (property)
+        and ``accounts`` (a utility) are the saga state a step's ``effect`` changes.
+        Returns follow-up actions and the event to publish."""
         matter = self.matters[action.matter]
         step = matter.step(action.step)
+        if action.kind == "release":
+            if register is None or action.unit_code is None:
+                return [], None
+            if not register.release(action.unit_code, action.case_id):
+                return [], None
+            return [], self._completion_event(
+                action, matter, step, stepping.Outcome.DONE, "released", "税务审核未通过: 解除锁定"
+            )
+        if case.rejected:
+            return [], None
         draw = self.model(matter.id, step).draw(
             action.seq, action.attempt, self._scale(matter.id, action.segment)
         )
@@ -294,11 +345,41 @@ class DepartmentRules:
                 }
             )
             return [follow], None
-        result = stepping.outcome(draw)
-        event = self._completion_event(action, matter, step, result)
+        result = stepping.outcome(draw, action.at, self.faults)
+        reason = ""
+        if result is stepping.Outcome.DONE and step.effect and action.unit_code:
+            if step.effect == "account":
+                if accounts is not None:
+                    accounts.transfer(action.unit_code, action.owner or "")
+            elif register is not None:
+                decision = register.apply(
+                    step.effect, action.unit_code, action.case_id, action.owner
+                )
+                if not decision.ok:
+                    result, reason = stepping.Outcome.REJECT, decision.reason
+        event = self._completion_event(action, matter, step, result, reason=reason)
         if result is stepping.Outcome.REJECT:
             case.rejected = True
             return [], event
+        if result is stepping.Outcome.RETRY:
+            again = stepping.retry_at(action.at, action.attempt, self.faults)
+            retry = Action(
+                **{
+                    **action.to_dict(),
+                    "at": again,
+                    "kind": "arrive",
+                    "attempt": action.attempt + 1,
+                    "enabled": again,
+                    "arrived": stepping.arrival(
+                        draw._replace(block_delay=None), again, self.calendar, self.faults
+                    ),
+                    "start_w": None,
+                    "clerk": -1,
+                }
+            )
+            retry.at = retry.arrived
+            case.enabled.append(f"{step.id}/{action.attempt + 1}")
+            return [retry], event
         if result is stepping.Outcome.REWORK:
             again = stepping.rework_at(draw, action.at, self.calendar)
             retry = Action(
@@ -326,7 +407,13 @@ class DepartmentRules:
         return draw.service.us / 1e6 if draw.service is not None else None
 
     def _completion_event(
-        self, action: Action, matter: Matter, step: Step, result: stepping.Outcome
+        self,
+        action: Action,
+        matter: Matter,
+        step: Step,
+        result: stepping.Outcome,
+        special: str | None = None,
+        reason: str = "",
     ) -> Event:
         if action.start_w is None:  # external step: no clerk
             started = action.arrived
@@ -350,9 +437,17 @@ class DepartmentRules:
         )
         event_type = step.emits
         payload: StepCompleted
-        if result is stepping.Outcome.REJECT:
+        if special == "released":
+            event_type = "property.released"
+            payload = StepCompleted(outcome="released", reason=reason, **common)
+        elif result is stepping.Outcome.REJECT:
             event_type = f"{step.department}.rejected"
-            payload = StepCompleted(outcome="rejected", reason=f"{step.name}: 不予办理", **common)
+            payload = StepCompleted(
+                outcome="rejected", reason=reason or f"{step.name}: 不予办理", **common
+            )
+        elif result is stepping.Outcome.RETRY:
+            event_type = "step.retried"
+            payload = StepCompleted(outcome="retry", reason="故障或停运: 稍后重试", **common)
         elif result is stepping.Outcome.REWORK:
             event_type = "step.reworked"
             payload = StepCompleted(outcome="rework", reason="容缺: 补正材料", **common)
@@ -365,7 +460,11 @@ class DepartmentRules:
         return Event(
             # the same attempt always gets the same id: a re-executed action (after a
             # crash, a repeated tick) publishes a duplicate that every reader drops
-            event_id=uuid5(COMPLETIONS, f"{action.case_id}/{step.id}/{action.attempt}"),
+            event_id=uuid5(
+                COMPLETIONS,
+                f"{action.case_id}/{step.id}/{action.attempt}"
+                + ("/released" if special == "released" else ""),
+            ),
             type=event_type,
             case_id=action.case_id,
             matter=matter.id,

@@ -63,7 +63,9 @@ class StepCompleted(Payload):
     """A department finished one attempt at one step of a case.
 
     ``outcome``: ``done`` (successors may start), ``rework`` (容缺: the applicant must
-    complete the materials; another attempt follows) or ``rejected`` (the case ends).
+    complete the materials; another attempt follows), ``retry`` (a transient fault or an
+    outage: the same step is tried again after a backoff), ``rejected`` (the case ends)
+    or ``released`` (property released the unit's lock after the tax pivot refused).
     ``seq`` and ``segment`` identify the case's draws (see :mod:`services.core.timing`)
     and travel with the case from department to department.
     """
@@ -74,7 +76,7 @@ class StepCompleted(Payload):
     enabled_at: AwareDatetime
     arrived_at: AwareDatetime | None = None  # at the clerks, after a block (default: enabled)
     started_at: AwareDatetime
-    outcome: Literal["done", "rework", "rejected"] = "done"
+    outcome: Literal["done", "rework", "retry", "rejected", "released"] = "done"
     reason: str | None = None
     attempt: int = Field(default=1, ge=1)
     seq: int | None = Field(default=None, ge=0)
@@ -143,6 +145,8 @@ CORE_EVENT_TYPES: dict[str, type[Payload]] = {
     "case.rejected": CaseRejected,
     "step.completed": StepCompleted,
     "step.reworked": StepCompleted,
+    "step.retried": StepCompleted,  # a transient fault or an outage: tried again later
+    "property.released": StepCompleted,  # the pivot refused: the unit's lock is released
     "property.transferred": PropertyTransferred,
     "utility.transferred": UtilityTransferred,
 }

@@ -13,7 +13,7 @@ name the file, the field path and the reason.
 
 from __future__ import annotations
 
-from datetime import date, time, timedelta
+from datetime import date, datetime, time, timedelta
 from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Literal
@@ -32,6 +32,7 @@ from services.core.calendar import (
     DEFAULT_OFFICE_HOURS,
     HOLIDAY_DATA_FIRST,
     HOLIDAY_DATA_LAST,
+    SHANGHAI,
     ContinuousCalendar,
     OfficeCalendar,
     WorkingCalendar,
@@ -163,6 +164,7 @@ class StepTiming(_Model):
     rework: Branch | None = None
     reject: Branch | None = None
     block: Branch | None = None
+    fault: Branch | None = None  # a transient fault: the attempt fails and is retried
 
     @model_validator(mode="after")
     def _rework_ends(self) -> StepTiming:
@@ -173,6 +175,55 @@ class StepTiming(_Model):
         if self.block is not None and self.block.probability > 0 and self.block.delay is None:
             raise ValueError("block needs a delay (e.g. the arrears settlement time)")
         return self
+
+
+class Outage(_Model):
+    """A department out of service from ``start`` to ``end`` (local time, +08:00).
+
+    ``mode: retry`` — an attempt that completes inside the window fails and is retried
+    with backoff; ``mode: hold`` — work reaching the clerks inside the window waits
+    until it ends."""
+
+    department: str
+    start: datetime
+    end: datetime
+    mode: Literal["retry", "hold"] = "retry"
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Outage:
+        if self.end <= self.start:
+            raise ValueError(f"outage of {self.department}: end must be after start")
+        return self
+
+    def window(self) -> tuple[float, float]:
+        """POSIX seconds (naive times are Shangrao local time)."""
+        start, end = (t if t.tzinfo else t.replace(tzinfo=SHANGHAI) for t in (self.start, self.end))
+        return start.timestamp(), end.timestamp()
+
+
+class RetryPolicy(_Model):
+    """Capped exponential backoff after a failed attempt: ``first_minutes × factor^k``
+    for the k-th retry, at most ``cap_hours`` (clock time)."""
+
+    first_minutes: float = Field(default=30.0, gt=0)
+    factor: float = Field(default=2.0, ge=1)
+    cap_hours: float = Field(default=8.0, gt=0)
+
+    def delay_seconds(self, retry: int) -> float:
+        return min(self.first_minutes * 60 * self.factor**retry, self.cap_hours * 3600)
+
+
+class Faults(_Model):
+    """Fault injection for the linked-transfer saga (see :mod:`services.core.saga`).
+
+    Tax rejections, arrears (with their settlement delay) and transient faults are
+    per-step branches in ``timing`` (``reject``, ``block``, ``fault``); here are the
+    faults that cut across cases."""
+
+    seizure_rate: Probability = 0.0  # share of transfers whose unit gets a 查封 in flight
+    seizure_within_hours: float = Field(default=24.0, gt=0)  # after the transfer's submission
+    outages: tuple[Outage, ...] = ()
+    retry: RetryPolicy = RetryPolicy()
 
 
 class ProcessVariant(_Model):
@@ -194,6 +245,7 @@ class Scenario(_Model):
     departments: dict[str, Staffing]
     timing: dict[str, dict[str, StepTiming]]
     process: dict[str, ProcessVariant] = Field(default_factory=dict)
+    faults: Faults = Faults()
 
     _hours = field_validator("office_hours", mode="before")(_parse_hours)
 
@@ -211,6 +263,12 @@ class Scenario(_Model):
                     f"demand.{matter_id}.profile: unknown profile {demand.profile!r} "
                     f"(known: {', '.join(sorted(self.profiles)) or 'none'}, flat)"
                 )
+        seizures = self.demand.get("seizure_registration")
+        if self.faults.seizure_rate > 0 and (seizures is None or seizures.per_year <= 0):
+            raise ValueError(
+                "faults.seizure_rate: seizures are 查封 cases — give "
+                "demand.seizure_registration a per_year above 0"
+            )
         if catalog is not None:
             self._check_against(catalog)
         return self

@@ -36,6 +36,7 @@ class StepDraw(NamedTuple):
     rework_delay: Duration | None
     reject: bool
     block_delay: Duration | None  # None: not blocked
+    fault: bool = False  # a transient fault: this attempt fails and is retried
 
 
 def advance(posix: float, duration: Duration | None, calendar: WorkingCalendar) -> float:
@@ -83,7 +84,12 @@ class StepModel:
             self._convert[purpose] = (unit.clock, float(unit.us))
         self._probabilities = {
             purpose: branch.probability
-            for purpose, branch in (("rework", t.rework), ("reject", t.reject), ("block", t.block))
+            for purpose, branch in (
+                ("rework", t.rework),
+                ("reject", t.reject),
+                ("block", t.block),
+                ("fault", t.fault),
+            )
             if branch is not None and branch.probability > 0
         }
         self._streams: dict[tuple[str, int], DrawStream] = {}
@@ -133,6 +139,7 @@ class StepModel:
         rv, rc, rp = reader("rework_delay")
         bv, bc, bp = reader("block_delay")
         rework, reject, block = flags.get("rework"), flags.get("reject"), flags.get("block")
+        fault = flags.get("fault")
 
         def first(seq: int, scale: float) -> StepDraw:
             again = rework is not None and rework[seq]
@@ -145,6 +152,7 @@ class StepModel:
                 Duration(rc, round(rv[seq] * rp)) if again and rv is not None else None,
                 reject is not None and reject[seq],
                 Duration(bc, round(bv[seq] * bp)) if blocked and bv is not None else None,
+                fault is not None and fault[seq],
             )
 
         return first
@@ -189,6 +197,7 @@ class StepModel:
             rework_delay=self._duration("rework_delay", seq, attempt) if rework else None,
             reject=self._flag("reject", seq, attempt),
             block_delay=self._duration("block_delay", seq, 0) if blocked else None,
+            fault=self._flag("fault", seq, attempt),
         )
 
     def mean_service_us(self) -> float:

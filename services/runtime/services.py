@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import heapq
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Iterator, MutableMapping
 from typing import Any
 
 import faust
@@ -28,6 +28,7 @@ from services.core.calendar import WorkingCalendar
 from services.core.catalog import Catalog, Matter, default_catalog
 from services.core.department import Action, CaseRecord, DepartmentRules
 from services.core.events import Event, EventValidationError, decode_event
+from services.core.saga import UnitRegister, UnitState, UtilityAccounts
 from services.core.scenario import Scenario, load_scenario
 from services.core.topics import Topics
 from services.core.tracking import CaseProgress
@@ -158,6 +159,8 @@ class DepartmentService(Service):
         self.cases = self._county_table("cases")
         self.pools = self._county_table("pools")
         self.pending = self._county_table("pending")
+        self.units = self._county_table("units")  # property: the register, per unit code
+        self.holders = self._county_table("holders")  # a utility: account holder per unit
         self.rules: DepartmentRules | None = None
         self.heaps: dict[str, list[tuple[float, str]]] = {}
         self.inputs_agent = app.agent(self.input_topic, name=f"{department}-inputs")(
@@ -256,6 +259,10 @@ class DepartmentService(Service):
         events: list[Any] = []
         pool_key = f"{county}|{self.run.run_id if self.run else '-'}"  # a run's own clerks
         pool = self.rules.pool(county, self.pools.get(pool_key))
+        run_key = self.run.run_id if self.run else "-"
+        units = TableStates(self.units, f"{county}|{run_key}|", UnitState.from_dict)
+        holders = TableStates(self.holders, f"{county}|{run_key}|", str)
+        register, accounts = UnitRegister(units), UtilityAccounts(holders)  # type: ignore[arg-type]
         records: dict[str, tuple[CaseRecord, dict[str, Any]]] = {}  # case -> (now, as read)
         in_memory: list[tuple[float, int, Action]] = []  # follow-ups due in this tick
         touched = False
@@ -279,7 +286,7 @@ class DepartmentService(Service):
                 read = self.cases.get(case_key)
                 records[case_key] = (CaseRecord.from_dict(read), read or {})
             record = records[case_key][0]
-            follow, event = self.rules.execute(action, pool, record)
+            follow, event = self.rules.execute(action, pool, record, register, accounts)
             touched = True
             for nxt in follow:
                 if nxt.at <= horizon:
@@ -295,7 +302,52 @@ class DepartmentService(Service):
                 self.cases[case_key] = now
         if touched:
             self.pools[pool_key] = pool.snapshot()
+        units.write_back(lambda state: state.to_dict())
+        holders.write_back(str)
         return events
+
+
+class TableStates(MutableMapping[str, Any]):
+    """A county's slice of a table as the dict a pure rules object expects (the property
+    register's units, a utility's holders): reads on demand, writes back once a tick."""
+
+    def __init__(self, table: Any, prefix: str, decode: Callable[[Any], Any]) -> None:
+        self.table, self.prefix, self.decode = table, prefix, decode
+        self.read: dict[str, Any] = {}
+
+    def __getitem__(self, key: str) -> Any:
+        if key not in self.read:
+            stored = self.table.get(self.prefix + key)
+            if stored is None:
+                raise KeyError(key)
+            self.read[key] = self.decode(stored)
+        return self.read[key]
+
+    def __contains__(self, key: object) -> bool:
+        try:
+            self[key]  # type: ignore[index]
+        except KeyError:
+            return False
+        return True
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        self.read[key] = value
+
+    def __delitem__(self, key: str) -> None:
+        self.read.pop(key, None)
+        self.table.pop(self.prefix + key, None)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.read)
+
+    def __len__(self) -> int:
+        return len(self.read)
+
+    def write_back(self, encode: Callable[[Any], Any]) -> None:
+        for key, value in self.read.items():
+            data = encode(value)
+            if self.table.get(self.prefix + key) != data:
+                self.table[self.prefix + key] = data
 
 
 class TrackerService(Service):

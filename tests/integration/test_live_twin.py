@@ -162,6 +162,30 @@ def test_replay_agrees_with_the_simulation(twin, tmp_path):
     assert differing == []
 
 
+def test_linked_transfers_survive_every_fault_and_verify(twin, tmp_path):
+    """scenarios/linked-faults.yaml injects tax rejections, arrears, transient faults,
+    seizures in flight and utility outages; afterwards `govflow verify` passes."""
+    env, _, _ = twin
+    out = tmp_path / "lf"
+    scenario = str(ROOT / "scenarios" / "linked-faults.yaml")
+    replayed = govflow(env, "replay", "--scenario", scenario, "--speed", "86400", "--out", str(out))
+    assert replayed.returncode == 0, replayed.stdout + replayed.stderr
+    verified = govflow(env, "verify", "--run", str(out))
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+    counts = json.loads(verified.stdout.strip().splitlines()[-1])
+    assert counts["cases"] > 300
+    assert counts["lost"] == counts["duplicates"] == 0
+    assert counts["mismatched_units"] == counts["locked_units"] == 0
+    # the faults did happen: refusals at the pivot and by seizures, retried utility steps
+    events = (out / "events.csv").read_text(encoding="utf-8")
+    summary = json.loads((out / "summary.json").read_text(encoding="utf-8"))
+    assert summary["matters"]["linked_transfer"]["rejected"] > 5
+    assert events.count("linked_transfer") > 0
+    ledger = [json.loads(line) for line in (out / "ledger.jsonl").read_text().splitlines()]
+    retried = [f for f in ledger if f["fact"] == "step" and f["attempt"] > 1]
+    assert len(retried) > 10
+
+
 def test_malformed_input_is_dead_lettered_and_nobody_crashes(twin):
     _, _, state = twin
     from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
