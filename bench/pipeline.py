@@ -132,6 +132,45 @@ async def department(bootstrap: str, payloads: list[bytes], run: int) -> float:
         await consumer.stop()
 
 
+async def forwarder(broker: EmbeddedBroker, payloads: list[bytes], run: int, mode: str) -> float:
+    """The cheapest Faust agent (bench/forwarder_app.py): its events per second."""
+    source, sink = f"bench.fwd.{mode}.in.{run}", f"bench.fwd.{mode}.out.{run}"
+    await ensure_topics(broker.bootstrap, {source: 12, sink: 12})
+    await produce(broker.bootstrap, source, payloads, f"fwd{run}")
+    consumer = AIOKafkaConsumer(
+        sink, bootstrap_servers=broker.bootstrap, group_id=None, auto_offset_reset="earliest"
+    )
+    await consumer.start()
+    data = Path(tempfile.mkdtemp(prefix="govflow-bench-fwd-"))
+    env = {
+        **os.environ,
+        "GOVFLOW_BENCH_BROKER": broker.url,
+        "GOVFLOW_BENCH_MODE": mode,
+        "GOVFLOW_BENCH_SOURCE": source,
+        "GOVFLOW_BENCH_SINK": sink,
+        "GOVFLOW_BENCH_DATADIR": str(data),
+    }
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "faust", "-A", "forwarder_app", "worker", "-l", "warn"],
+        env=env,
+        cwd=ROOT / "bench",
+        stdout=(data / "worker.log").open("wb"),
+        stderr=subprocess.STDOUT,
+    )
+    moved, started = 0, None
+    try:
+        deadline = time.perf_counter() + 600
+        while moved < len(payloads) and time.perf_counter() < deadline:
+            for records in (await consumer.getmany(timeout_ms=500)).values():
+                started = started or time.perf_counter()
+                moved += len(records)
+        return moved / (time.perf_counter() - (started or time.perf_counter()))
+    finally:
+        await consumer.stop()
+        worker.terminate()
+        worker.wait(30)
+
+
 async def announce(bootstrap: str) -> None:
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
     await producer.start()
@@ -231,20 +270,29 @@ def main() -> int:
                     print(f"the tax worker exited; see {data / 'tax.log'}")
                     return 1
                 time.sleep(0.2)
-            raw_rates, dept_rates = [], []
+            raw_rates, dept_rates, each_rates, take_rates = [], [], [], []
             for run in range(RUNS):
                 raw_rates.append(asyncio.run(raw_loop(broker.bootstrap, payloads, run)))
                 dept_rates.append(asyncio.run(department(broker.bootstrap, payloads, run)))
+                each_rates.append(asyncio.run(forwarder(broker, payloads, run, "each")))
+                take_rates.append(asyncio.run(forwarder(broker, payloads, run, "take")))
                 print(
                     f"run {run}: raw {raw_rates[-1]:,.0f} events/s, "
-                    f"tax department {dept_rates[-1]:,.0f} events/s"
+                    f"tax department {dept_rates[-1]:,.0f} events/s, "
+                    f"Faust forwarder {each_rates[-1]:,.0f} (take: {take_rates[-1]:,.0f}) events/s"
                 )
         finally:
             worker.terminate()
             worker.wait(30)
     e2e = end_to_end()
     raw, dept = statistics.median(raw_rates), statistics.median(dept_rates)
+    each, take = statistics.median(each_rates), statistics.median(take_rates)
     ratio = dept / raw
+    print(
+        f"median Faust forwarder (no work, no tables): {each:,.0f} events/s one by one, "
+        f"{take:,.0f} with stream.take — the ceiling for any Faust service here: "
+        f"ratio {max(each, take) / raw:.3f}"
+    )
     print(
         f"median: raw {raw:,.0f} events/s, department {dept:,.0f} events/s, "
         f"ratio {ratio:.3f} (goal >= {GOAL_RATIO}: {'met' if ratio >= GOAL_RATIO else 'MISSED'})"
@@ -258,6 +306,9 @@ def main() -> int:
                 "raw_events_per_s": round(raw, 1),
                 "department_events_per_s": round(dept, 1),
                 "ratio": round(ratio, 4),
+                "faust_forwarder_events_per_s": round(each, 1),
+                "faust_take_forwarder_events_per_s": round(take, 1),
+                "faust_ceiling_ratio": round(max(each, take) / raw, 4),
                 "goal_ratio": GOAL_RATIO,
                 "goal_met": ratio >= GOAL_RATIO,
                 "end_to_end": e2e,

@@ -1,0 +1,40 @@
+"""The cheapest Faust agent there is — read a message, send it on — for
+``bench/pipeline.py``: the ceiling any Faust service reaches on this broker and machine.
+
+``GOVFLOW_BENCH_BROKER`` (kafka://host:port), ``GOVFLOW_BENCH_MODE`` = ``each`` (one
+awaited send per message) or ``take`` (``stream.take`` batches of up to 500).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator
+from typing import Any
+
+import faust
+
+MODE = os.environ.get("GOVFLOW_BENCH_MODE", "each")
+app = faust.App(
+    f"bench-forwarder-{MODE}",
+    broker=os.environ.get("GOVFLOW_BENCH_BROKER", "kafka://127.0.0.1:9092"),
+    store="memory://",
+    processing_guarantee="at_least_once",
+    topic_partitions=12,
+    web_enabled=False,
+    datadir=os.environ.get("GOVFLOW_BENCH_DATADIR", "/tmp/govflow-bench-forwarder"),
+)
+source = app.topic(os.environ.get("GOVFLOW_BENCH_SOURCE", "bench.fwd.in"), value_serializer="raw")
+sink = app.topic(os.environ.get("GOVFLOW_BENCH_SINK", "bench.fwd.out"), value_serializer="raw")
+
+
+@app.agent(source)
+async def forward(stream: faust.StreamT) -> AsyncIterator[Any]:
+    if MODE == "take":
+        async for batch in stream.take(500, within=0.05):
+            for value in batch:
+                await sink.send(value=value)
+            yield None
+    else:
+        async for value in stream:
+            await sink.send(value=value)
+            yield None
