@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint venv clean
+.PHONY: demo test lint venv clean tools
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -31,7 +31,22 @@ demo: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 
-test: $(STAMP)
+# Debian tools the tests drive: promtool and a real Prometheus (package prometheus), and
+# docker-compose to validate the compose file (no Docker engine is needed for that).
+TOOLS := /usr/bin/promtool /usr/bin/prometheus /usr/bin/docker-compose
+
+$(TOOLS):
+	@command -v promtool >/dev/null && command -v prometheus >/dev/null \
+		&& command -v docker-compose >/dev/null || { \
+		SUDO=$$(test "$$(id -u)" = 0 || echo sudo); \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y \
+			-qq --no-install-recommends prometheus docker-compose >/dev/null; }
+	@# the package enables a system Prometheus where systemd runs; the tests start their own
+	@-pkill -x prometheus -u prometheus 2>/dev/null || true
+
+tools: $(TOOLS)
+
+test: $(STAMP) $(TOOLS)
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest
 

@@ -543,18 +543,25 @@ def render_comparison(a: dict[str, Any], b: dict[str, Any], out: Console) -> Non
 
 @app.command("up")
 @friendly_errors
-def up_command() -> None:
+def up_command(
+    prometheus: Annotated[
+        bool,
+        typer.Option("--prometheus", help="Also start a Prometheus server scraping every service."),
+    ] = False,
+) -> None:
     """Start the broker (embedded unless GOVFLOW_BROKER_URL is set) and every service."""
     from services.runtime import supervisor
 
     settings = load_settings()
     with _progress() as progress:
         progress.add_task("starting the broker and the department services", total=None)
-        state = supervisor.up(settings, _catalog_from(None))
+        state = supervisor.up(settings, _catalog_from(None), prometheus=prometheus)
     console.print(
         f"up: {len(state.services)} services on {state.broker_url} "
         f"(logs in {settings.data_dir / 'logs'}); `govflow status`, `govflow down`"
     )
+    if state.prometheus_url:
+        console.print(f"Prometheus: {state.prometheus_url} (alert rules from deploy/prometheus)")
 
 
 @app.command("status")
@@ -574,6 +581,7 @@ def status_command() -> None:
     table.add_column("Process")
     table.add_column("Joined")
     table.add_column("Partitions", justify="right")
+    table.add_column("Metrics")
     table.add_column("Log")
     for r in rows:
         table.add_row(
@@ -582,9 +590,14 @@ def status_command() -> None:
             "[green]alive[/]" if r.alive else "[red]dead[/]",
             "yes" if r.ready else "[yellow]no[/]",
             str(r.partitions),
+            f":{r.metrics_port}/metrics" if r.metrics_port else "-",
             r.log,
         )
     console.print(table)
+    if state.replay_metrics_port:
+        console.print(f"replay metrics (while a replay runs): :{state.replay_metrics_port}/metrics")
+    if state.prometheus_url:
+        console.print(f"Prometheus: {state.prometheus_url}")
     if not all(r.alive and r.ready for r in rows):
         raise typer.Exit(code=1)
 
@@ -626,6 +639,7 @@ def replay_command(
     """
     from services.runtime import supervisor
     from services.runtime.broker import require_broker
+    from services.runtime.metrics import ReplayMetrics
     from simulator.replay import replay
 
     settings = load_settings()
@@ -637,6 +651,12 @@ def replay_command(
     catalog = _catalog_from(None)
     loaded = load_scenario(scenario, catalog)
     out = out or Path("out") / f"{loaded.name}-replay"
+    metrics = ReplayMetrics()
+    port = state.replay_metrics_port if state and state.replay_metrics_port else None
+    try:
+        metrics.serve(port if port is not None else settings.metrics_port)
+    except OSError as exc:  # metrics are for watching; the replay goes on without them
+        err_console.print(f"[yellow]replay metrics not served:[/] {exc}")
     with _progress() as progress:
         task = progress.add_task(f"replaying {loaded.name}", total=None)
         result = replay(
@@ -651,6 +671,7 @@ def replay_command(
             timeout=timeout,
             topic_prefix=settings.topic_prefix,
             progress=lambda done, total: progress.update(task, completed=done, total=total),
+            metrics=metrics,
         )
     render_summary(result.summary, console)
     system = result.summary["system"]

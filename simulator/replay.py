@@ -37,6 +37,7 @@ from services.core.scenario import Scenario, load_scenario
 from services.core.topics import Topics
 from services.runtime.broker import bootstrap_of
 from services.runtime.clock import RunAnnounced
+from services.runtime.metrics import ReplayMetrics
 from simulator.demand import MatterArrivals, midnight
 from simulator.engine import MatterOutcome, PoolStats, Replication, StepRecords
 from simulator.ledger import replay_facts, write_ledger
@@ -91,6 +92,7 @@ def replay(
     timeout: float | None = None,
     topic_prefix: str = "govflow",
     progress: Callable[[int, int], None] | None = None,
+    metrics: ReplayMetrics | None = None,
 ) -> ReplayResult:
     path, scenario = effective_scenario(scenario_path, catalog, days, out)
     base_seed = scenario.seed if seed is None else seed
@@ -116,7 +118,9 @@ def replay(
     budget = timeout if timeout is not None else (sim_last - sim_first) / speed * 4 + 120.0
     topics = Topics(topic_prefix)
     sources = [topics.department(d.id) for d in catalog.departments]
-    collected = asyncio.run(_run(run, demand, broker_url, topics, sources, budget, progress))
+    collected = asyncio.run(
+        _run(run, demand, broker_url, topics, sources, budget, progress, metrics)
+    )
     return _finish(catalog, scenario, base_seed, run_seed, run, demand, collected, out)
 
 
@@ -139,6 +143,7 @@ async def _run(
     sources: list[str],
     budget: float,
     progress: Callable[[int, int], None] | None,
+    metrics: ReplayMetrics | None = None,
 ) -> _Collected:
     from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
@@ -163,7 +168,7 @@ async def _run(
         await producer.send_and_wait(topics.control, run.to_bytes())
         publisher = threading.Thread(
             target=_publish_in_real_time,
-            args=(run, demand, producer, topics, loop),
+            args=(run, demand, producer, topics, loop, metrics),
             daemon=True,
         )
         publisher.start()
@@ -190,6 +195,10 @@ async def _run(
                         if event.case_id not in collected.verdicts:
                             collected.verdicts[event.case_id] = event
                             collected.verdict_received[event.case_id] = received
+                            if metrics is not None and event.case_id in wanted:
+                                outcome = event.type.removeprefix("case.")
+                                metrics.terminal.labels(outcome).inc()
+                                metrics.in_flight.dec()
                     else:
                         collected.steps.append((event, received))
             if progress:
@@ -218,6 +227,7 @@ def _publish_in_real_time(
     producer: Any,
     topics: Topics,
     loop: asyncio.AbstractEventLoop,
+    metrics: ReplayMetrics | None = None,
 ) -> None:
     """The demand model: a SimPy realtime environment on the run's sim clock."""
     time.sleep(max(0.0, run.wall_epoch - time.time()))
@@ -234,6 +244,9 @@ def _publish_in_real_time(
                 producer.send(topics.submissions, event.to_bytes(), key=event.county.encode()),
                 loop,
             )
+            if metrics is not None:
+                metrics.submitted.inc()
+                metrics.in_flight.inc()
 
     env.process(submit())
     env.run()

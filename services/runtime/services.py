@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import heapq
 import logging
+import time
 from collections.abc import AsyncIterator, Callable, Iterator, MutableMapping
 from typing import Any
 
@@ -26,8 +27,14 @@ import faust
 
 from services.core.calendar import WorkingCalendar
 from services.core.catalog import Catalog, Matter, default_catalog
-from services.core.department import Action, CaseRecord, DepartmentRules
-from services.core.events import Event, EventValidationError, decode_event
+from services.core.department import Action, CaseRecord, DepartmentRules, instant
+from services.core.events import (
+    CaseCompleted,
+    CaseRejected,
+    Event,
+    EventValidationError,
+    decode_event,
+)
 from services.core.saga import UnitRegister, UnitState, UtilityAccounts
 from services.core.scenario import Scenario, load_scenario
 from services.core.topics import Topics
@@ -36,11 +43,14 @@ from services.runtime.app import PARTITIONS, CountyTable, make_app
 from services.runtime.broker import bootstrap_of
 from services.runtime.clock import RunAnnounced, SimClock
 from services.runtime.deadletter import DeadLetter
+from services.runtime.metrics import DepartmentMetrics, ServiceMetrics, TrackerMetrics
 from services.runtime.settings import Settings, load_settings
 
 log = logging.getLogger(__name__)
 
 TICK_INTERVAL = 0.05  # wall seconds between checks for due work
+METRICS_INTERVAL = 1.0  # wall seconds between gauge refreshes
+LINKED_MATTERS = frozenset({"linked_transfer"})
 
 
 RAW: dict[str, Any] = {"key_serializer": "raw", "value_serializer": "raw"}
@@ -62,8 +72,39 @@ class Service:
         self.run: RunAnnounced | None = None
         self.clock: SimClock | None = None
         self.dead_letters = 0
+        self.metrics = self.make_metrics()
+        self.metrics_port: int | None = None
         self.app.task(self.follow_control)
+        self.app.task(self.serve_metrics)
         self.app.task(self.report_ready)
+        self.app.timer(interval=METRICS_INTERVAL)(self.observe)
+
+    def make_metrics(self) -> ServiceMetrics:
+        return ServiceMetrics(self.name)
+
+    async def serve_metrics(self) -> None:
+        """Serve /metrics on GOVFLOW_METRICS_PORT (``govflow up`` gives each worker its own)."""
+        try:
+            self.metrics_port = self.metrics.serve(self.settings.metrics_port)
+        except OSError as exc:  # a taken port must not stop the service
+            log.error("metrics port %s: %s", self.settings.metrics_port, exc)
+
+    async def observe(self) -> None:
+        """Refresh the gauges: consumer lag per assigned partition (override for more)."""
+        consumer = self.app.consumer
+        read = getattr(consumer, "_read_offset", {})
+        for tp in consumer.assignment():
+            try:
+                highwater = consumer.highwater(tp)
+            except Exception:  # not fetched yet
+                continue
+            if highwater is None:
+                continue
+            position = read.get(tp)
+            lag = highwater - (position + 1 if position is not None else 0)
+            self.metrics.consumer_lag.labels(self.name, tp.topic, str(tp.partition)).set(
+                max(lag, 0)
+            )
 
     async def report_ready(self) -> None:
         """Write ``<data_dir>/ready/<name>`` once this worker has partitions assigned
@@ -76,7 +117,11 @@ class Service:
         ready = self.settings.data_dir / "ready"
         ready.mkdir(parents=True, exist_ok=True)
         partitions = sorted(f"{tp.topic}:{tp.partition}" for tp in self.app.consumer.assignment())
-        (ready / self.name).write_text(json.dumps({"pid": os.getpid(), "partitions": partitions}))
+        (ready / self.name).write_text(
+            json.dumps(
+                {"pid": os.getpid(), "partitions": partitions, "metrics_port": self.metrics_port}
+            )
+        )
 
     def on_run(self, run: RunAnnounced, scenario: Scenario) -> None:
         """A new run was announced (override to build the run's rules)."""
@@ -118,8 +163,10 @@ class Service:
     async def events_of(self, stream: faust.Stream) -> AsyncIterator[tuple[Any, Event | None]]:
         """A stream's messages with their events once the run is known (None: the message
         was dead-lettered)."""
+        events_in = self.metrics.events_in
         async for message in stream.events():
             await self.until_run()
+            events_in.labels(self.name, message.message.topic).inc()
             yield message, await self.decode(message)
 
     async def decode(self, message: Any) -> Event | None:
@@ -129,13 +176,16 @@ class Service:
         try:
             return decode_event(raw, source=source, catalog=self.catalog)
         except EventValidationError as exc:
-            await self.park(message, exc.reason, exc.field)
+            await self.park(message, exc.reason, exc.field, "invalid_event")
             return None
 
-    async def park(self, message: Any, reason: str, field: str) -> None:
+    async def park(
+        self, message: Any, reason: str, field: str, kind: str = "handler_error"
+    ) -> None:
         """Send a message to the dead-letter topic with the reason and its origin."""
         meta = message.message
         self.dead_letters += 1
+        self.metrics.dead_letters.labels(self.name, kind).inc()
         letter = DeadLetter.of(
             self.name, reason, field, meta.topic, meta.partition, meta.offset, message.value
         )
@@ -166,7 +216,30 @@ class DepartmentService(Service):
         self.inputs_agent = app.agent(self.input_topic, name=f"{department}-inputs")(
             self.process_inputs
         )
+        assert isinstance(self.metrics, DepartmentMetrics)
+        self.processing = self.metrics.processing.labels(department, "input")
+        self.executing = self.metrics.processing.labels(department, "action")
         app.timer(interval=TICK_INTERVAL)(self.run_due)
+
+    def make_metrics(self) -> DepartmentMetrics:
+        return DepartmentMetrics(self.name)
+
+    async def observe(self) -> None:
+        """Consumer lag, and per county: pending work, clerks, clerks busy now."""
+        await super().observe()
+        metrics = self.metrics
+        assert isinstance(metrics, DepartmentMetrics)
+        for county, heap in self.heaps.items():
+            metrics.pending.labels(self.department, county).set(len(heap))
+        if self.rules is None or self.clock is None or self.run is None:
+            return
+        now_w = self.rules.calendar.clock_at(self.clock.now())
+        for county in self.rules.scenario.counties:
+            state = self.pools.get(f"{county}|{self.run.run_id}")
+            pool = self.rules.pool(county, state)
+            metrics.clerks.labels(self.department, county).set(pool.clerks)
+            busy = sum(1 for free_at in pool.free_at() if free_at > now_w)
+            metrics.clerks_busy.labels(self.department, county).set(busy)
 
     def _county_table(self, name: str) -> CountyTable:
         table = CountyTable(
@@ -195,6 +268,7 @@ class DepartmentService(Service):
                 yield None  # dead-lettered; yielding acknowledges it like any other
                 continue
             assert self.rules is not None
+            started = time.perf_counter()
             try:
                 case_key = f"{event.county}|{event.case_id}"
                 record = CaseRecord.from_dict(self.cases.get(case_key))
@@ -207,6 +281,7 @@ class DepartmentService(Service):
             self.cases[case_key] = record.to_dict()
             for action in actions:
                 self.plan(action)
+            self.processing.observe(time.perf_counter() - started)
             yield event.event_id
 
     def plan(self, action: Action) -> None:
@@ -233,8 +308,10 @@ class DepartmentService(Service):
             except Exception:  # keep serving the other counties and cases
                 log.exception("executing due work of %s failed", county)
                 continue
+            events_out = self.metrics.events_out
             for event in due:
                 await self.output_topic.send(key=county.encode(), value=event.to_bytes())
+                events_out.labels(self.name, event.type).inc()
 
     def resync(self) -> None:
         """Rebuild the in-memory schedule from the pending table when they differ
@@ -286,7 +363,9 @@ class DepartmentService(Service):
                 read = self.cases.get(case_key)
                 records[case_key] = (CaseRecord.from_dict(read), read or {})
             record = records[case_key][0]
+            started = time.perf_counter()
             follow, event = self.rules.execute(action, pool, record, register, accounts)
+            self.executing.observe(time.perf_counter() - started)
             touched = True
             for nxt in follow:
                 if nxt.at <= horizon:
@@ -365,11 +444,59 @@ class TrackerService(Service):
         self.matters: dict[str, Matter] = {}
         self.office: WorkingCalendar | None = None
         self.judged = 0
+        self.open_linked: dict[str, float] = {}  # linked transfers in flight: submitted at
         self.inputs_agent = app.agent(self.input_topic, name="tracker-inputs")(self.process_inputs)
+
+    def make_metrics(self) -> TrackerMetrics:
+        return TrackerMetrics()
 
     def on_run(self, run: RunAnnounced, scenario: Scenario) -> None:
         self.matters = {m: scenario.matter(self.catalog, m) for m in scenario.demand}
         self.office = scenario.office_calendar
+        self.open_linked = {}
+        assert isinstance(self.metrics, TrackerMetrics)
+        for matter in self.matters.values():
+            for target in matter.time_targets():
+                self.metrics.target_value.labels(matter.id, target.metric, target.unit).set(
+                    target.value
+                )
+
+    async def observe(self) -> None:
+        """Consumer lag, and the linked transfers in flight (the oldest one's age)."""
+        await super().observe()
+        metrics = self.metrics
+        assert isinstance(metrics, TrackerMetrics)
+        metrics.linked_in_flight.set(len(self.open_linked))
+        if self.open_linked and self.clock is not None and self.office is not None:
+            oldest = min(self.open_linked.values())
+            age = self.office.working_days_between(instant(oldest), instant(self.clock.now()))
+            metrics.linked_oldest.set(max(age, 0.0))
+        else:
+            metrics.linked_oldest.set(0)
+
+    def count(self, event: Event) -> None:
+        """Metrics of a case event: linked transfers opened, verdicts judged."""
+        metrics = self.metrics
+        assert isinstance(metrics, TrackerMetrics)
+        if event.type == "case.submitted" and event.matter in LINKED_MATTERS:
+            self.open_linked.setdefault(event.case_id, event.occurred_at.timestamp())
+            return
+        payload = event.payload
+        if isinstance(payload, CaseCompleted):
+            metrics.cases.labels(event.matter, "completed").inc()
+            for unit, value in payload.latency.items():
+                if unit in metrics.latency:
+                    metrics.latency[unit].labels(event.matter).observe(value)
+            for verdict in payload.verdicts:
+                metrics.verdicts.labels(
+                    event.matter, verdict.metric, "met" if verdict.attained else "missed"
+                ).inc()
+        elif isinstance(payload, CaseRejected):
+            metrics.cases.labels(event.matter, "rejected").inc()
+        else:
+            return
+        self.open_linked.pop(event.case_id, None)
+        metrics.events_out.labels(self.name, event.type).inc()
 
     async def process_inputs(self, stream: faust.Stream) -> Any:
         async for _message, event in self.events_of(stream):
@@ -381,8 +508,11 @@ class TrackerService(Service):
             if matter is not None and self.office is not None and progress.observe(event):
                 verdict = progress.verdict_event(matter, event, self.office)
                 self.cases[event.case_id] = progress.to_dict()
+                if progress.submitted is not None and event.type == "case.submitted":
+                    self.count(event)
                 if verdict is not None:
                     self.judged += 1
+                    self.count(verdict)
                     await self.output_topic.send(
                         key=event.county.encode(), value=verdict.to_bytes()
                     )

@@ -37,6 +37,12 @@ class Settings(BaseSettings):
         le=65535,
         description="First metrics port; services take consecutive ports. 0: free ports.",
     )
+    prometheus_port: int = Field(
+        default=9090,
+        ge=0,
+        le=65535,
+        description="Port of the local Prometheus (`govflow up --prometheus`); taken: the next.",
+    )
     data_dir: Path = Field(
         default=Path(".govflow"), description="Pids, ports and logs of `govflow up`."
     )

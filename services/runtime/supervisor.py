@@ -11,11 +11,17 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shutil
+import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
+
+import yaml
 
 from services.core.catalog import Catalog
 from services.core.errors import InputError
@@ -42,6 +48,7 @@ def service_names(catalog: Catalog) -> list[str]:
 class ProcessRecord:
     pid: int
     log: str
+    metrics_port: int | None = None
 
 
 @dataclass
@@ -50,6 +57,9 @@ class TwinState:
     broker_pid: int | None  # None: an external broker
     services: dict[str, ProcessRecord] = field(default_factory=dict)
     started_at: float = field(default_factory=time.time)
+    replay_metrics_port: int | None = None  # `govflow replay` serves its metrics here
+    prometheus: ProcessRecord | None = None  # `govflow up --prometheus`
+    prometheus_url: str | None = None
 
     @classmethod
     def load(cls, path: Path) -> TwinState | None:
@@ -57,7 +67,12 @@ class TwinState:
             return None
         data = json.loads(path.read_text(encoding="utf-8"))
         services = {k: ProcessRecord(**v) for k, v in data.pop("services").items()}
-        return cls(services=services, **data)
+        prometheus = data.pop("prometheus", None)
+        return cls(
+            services=services,
+            prometheus=ProcessRecord(**prometheus) if prometheus else None,
+            **data,
+        )
 
     def save(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -72,8 +87,41 @@ def topic_partitions(catalog: Catalog, topics: Topics) -> dict[str, int]:
     return {t: 1 if t == topics.control else PARTITIONS for t in topics.all(catalog)}
 
 
-def up(settings: Settings, catalog: Catalog, timeout: float = 180.0) -> TwinState:
-    """Start the twin; raises InputError if it is already up or the broker is down."""
+def free_port(start: int = 0) -> int:
+    """``start`` or the next port above it that can be bound (0: any free port)."""
+    port = start
+    while True:
+        with socket.socket() as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                port += 1
+                if port > 65535:
+                    raise InputError("GOVFLOW_METRICS_PORT", str(start), "no free port") from None
+                continue
+            return int(probe.getsockname()[1])
+
+
+def metrics_ports(settings: Settings, count: int) -> list[int]:
+    """One metrics port per process: consecutive free ports from GOVFLOW_METRICS_PORT."""
+    ports: list[int] = []
+    for _ in range(count):
+        if settings.metrics_port == 0:
+            port = free_port(0)
+            while port in ports:
+                port = free_port(0)
+        else:
+            port = free_port(max([settings.metrics_port - 1, *ports]) + 1)
+        ports.append(port)
+    return ports
+
+
+def up(
+    settings: Settings, catalog: Catalog, timeout: float = 180.0, prometheus: bool = False
+) -> TwinState:
+    """Start the twin (and a Prometheus scraping it); raises InputError if it is already
+    up or the broker is down."""
     path = state_path(settings)
     existing = TwinState.load(path)
     if existing is not None and any(process_alive(p.pid) for p in existing.services.values()):
@@ -96,8 +144,10 @@ def up(settings: Settings, catalog: Catalog, timeout: float = 180.0) -> TwinStat
     topics = Topics(settings.topic_prefix)
     asyncio.run(ensure_topics(bootstrap_of(url), topic_partitions(catalog, topics)))
     env = {**os.environ, "GOVFLOW_BROKER_URL": url, "GOVFLOW_DATA_DIR": str(settings.data_dir)}
+    names = service_names(catalog)
+    *ports, state.replay_metrics_port = metrics_ports(settings, len(names) + 1)
     try:
-        for name in service_names(catalog):
+        for name, port in zip(names, ports, strict=True):
             log = logs / f"{name}.log"
             process = subprocess.Popen(
                 [
@@ -111,19 +161,90 @@ def up(settings: Settings, catalog: Catalog, timeout: float = 180.0) -> TwinStat
                     "warn",
                     "--without-web",
                 ],
-                env=env,
+                env={**env, "GOVFLOW_METRICS_PORT": str(port)},
                 stdout=log.open("ab"),
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
                 start_new_session=True,
             )
-            state.services[name] = ProcessRecord(process.pid, str(log))
+            state.services[name] = ProcessRecord(process.pid, str(log), port)
             state.save(path)
         wait_ready(settings, state, timeout)
+        if prometheus:
+            start_prometheus(settings, state)
+            state.save(path)
     except BaseException:
         down(settings)
         raise
     return state
+
+
+ALERT_RULES = Path(__file__).resolve().parents[2] / "deploy" / "prometheus" / "alerts.yml"
+
+
+def prometheus_config(state: TwinState, scrape_interval: str = "1s") -> dict[str, Any]:
+    """A Prometheus configuration scraping this twin's processes on localhost."""
+    config: dict[str, Any] = {
+        "global": {"scrape_interval": scrape_interval, "evaluation_interval": scrape_interval},
+        "scrape_configs": [
+            {
+                "job_name": "govflow",
+                "static_configs": [
+                    {"targets": [f"127.0.0.1:{p.metrics_port}"], "labels": {"service": name}}
+                    for name, p in state.services.items()
+                ],
+            },
+            {
+                "job_name": "govflow-replay",
+                "static_configs": [{"targets": [f"127.0.0.1:{state.replay_metrics_port}"]}],
+            },
+        ],
+    }
+    if ALERT_RULES.exists():
+        config["rule_files"] = [str(ALERT_RULES)]
+    return config
+
+
+def start_prometheus(settings: Settings, state: TwinState, timeout: float = 60.0) -> None:
+    """Start Debian's ``prometheus`` scraping the twin; waits until it is ready."""
+    binary = shutil.which("prometheus")
+    if binary is None:
+        raise InputError(
+            "prometheus", "--prometheus", "no prometheus binary (apt-get install prometheus)"
+        )
+    home = settings.data_dir / "prometheus"
+    home.mkdir(parents=True, exist_ok=True)
+    config = home / "prometheus.yml"
+    config.write_text(yaml.safe_dump(prometheus_config(state), sort_keys=False), encoding="utf-8")
+    port = free_port(settings.prometheus_port)
+    log = settings.data_dir / "logs" / "prometheus.log"
+    process = subprocess.Popen(
+        [
+            binary,
+            f"--config.file={config}",
+            f"--storage.tsdb.path={home / 'data'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+            "--web.enable-lifecycle",
+        ],
+        stdout=log.open("ab"),
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    state.prometheus = ProcessRecord(process.pid, str(log), port)
+    state.prometheus_url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise InputError(str(log), "prometheus", "Prometheus exited while starting")
+        try:
+            with urllib.request.urlopen(f"{state.prometheus_url}/-/ready", timeout=1) as reply:
+                if reply.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.25)
+    raise InputError(str(log), "prometheus", f"not ready after {timeout:.0f} s")
 
 
 def wait_ready(settings: Settings, state: TwinState, timeout: float) -> None:
@@ -156,6 +277,7 @@ class ServiceStatus:
     ready: bool
     partitions: int
     log: str
+    metrics_port: int | None = None
 
 
 def status(settings: Settings) -> tuple[TwinState | None, list[ServiceStatus]]:
@@ -169,7 +291,13 @@ def status(settings: Settings) -> tuple[TwinState | None, list[ServiceStatus]]:
         partitions = len(json.loads(marker.read_text())["partitions"]) if marker.exists() else 0
         rows.append(
             ServiceStatus(
-                name, record.pid, process_alive(record.pid), marker.exists(), partitions, record.log
+                name,
+                record.pid,
+                process_alive(record.pid),
+                marker.exists(),
+                partitions,
+                record.log,
+                record.metrics_port,
             )
         )
     return state, rows
@@ -182,6 +310,8 @@ def down(settings: Settings) -> list[str]:
     if state is None:
         return []
     stopped = [n for n, p in state.services.items() if stop_process(p.pid, timeout=10)]
+    if state.prometheus is not None and stop_process(state.prometheus.pid, timeout=10):
+        stopped.append("prometheus")
     if state.broker_pid is not None and stop_process(state.broker_pid, timeout=10):
         stopped.append("broker")
     path.unlink(missing_ok=True)

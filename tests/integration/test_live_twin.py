@@ -8,6 +8,8 @@ import os
 import subprocess
 import sys
 import time
+import urllib.parse
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -36,7 +38,7 @@ def govflow(
 def twin(tmp_path_factory: pytest.TempPathFactory):
     data = tmp_path_factory.mktemp("twin")
     env = {"GOVFLOW_DATA_DIR": str(data)}
-    started = govflow(env, "up", timeout=240)
+    started = govflow(env, "up", "--prometheus", timeout=240)
     assert started.returncode == 0, started.stdout + started.stderr
     state = json.loads((data / "state.json").read_text())
     yield env, data, state
@@ -45,6 +47,7 @@ def twin(tmp_path_factory: pytest.TempPathFactory):
     time.sleep(0.5)
     leftovers = [p["pid"] for p in state["services"].values() if process_alive(p["pid"])]
     assert leftovers == [] and not process_alive(state["broker_pid"])
+    assert not process_alive(state["prometheus"]["pid"])
 
 
 def test_status_shows_every_service_joined(twin):
@@ -184,6 +187,72 @@ def test_linked_transfers_survive_every_fault_and_verify(twin, tmp_path):
     ledger = [json.loads(line) for line in (out / "ledger.jsonl").read_text().splitlines()]
     retried = [f for f in ledger if f["fact"] == "step" and f["attempt"] > 1]
     assert len(retried) > 10
+
+
+def prometheus_query(state: dict, query: str) -> list[dict]:
+    url = f"{state['prometheus_url']}/api/v1/query?" + urllib.parse.urlencode({"query": query})
+    with urllib.request.urlopen(url, timeout=10) as reply:
+        body = json.loads(reply.read())
+    assert body["status"] == "success", body
+    return body["data"]["result"]
+
+
+def scalar(state: dict, query: str) -> float:
+    result = prometheus_query(state, query)
+    return float(result[0]["value"][1]) if result else 0.0
+
+
+def wait_for(check, timeout: float = 30.0):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value or time.monotonic() > deadline:
+            return value
+        time.sleep(1.0)
+
+
+def test_prometheus_sees_the_services_and_the_replay(twin, tmp_path):
+    """`govflow up --prometheus` scrapes every service; after a replay the tracker's
+    case counters have grown by exactly what the replay submitted."""
+    env, _, state = twin
+    services = len(state["services"])
+    up = wait_for(lambda: scalar(state, 'sum(up{job="govflow"})') == services)
+    assert up, prometheus_query(state, 'up{job="govflow"}')
+    assert scalar(state, "count(govflow_build_info)") == services
+    before = scalar(state, "sum(govflow_cases_total)")
+    out = tmp_path / "out"
+    replayed = govflow(
+        env,
+        "replay",
+        "--scenario",
+        str(ROOT / "scenarios" / "demo.yaml"),
+        "--speed",
+        "864000",
+        "--cases",
+        "60",
+        "--out",
+        str(out),
+    )
+    assert replayed.returncode == 0, replayed.stdout + replayed.stderr
+    summary = json.loads((out / "summary.json").read_text(encoding="utf-8"))
+    submitted = summary["system"]["cases_submitted"]
+    assert submitted == 60
+    grown = wait_for(lambda: scalar(state, "sum(govflow_cases_total)") - before == submitted)
+    assert grown, scalar(state, "sum(govflow_cases_total)") - before
+    # the replay's own counters were scraped while it ran
+    assert scalar(state, "max_over_time(govflow_replay_cases_submitted_total[5m])") == submitted
+    # latency histograms in the targets' units, verdicts, department gauges, processing time
+    assert scalar(state, "sum(govflow_case_latency_working_days_count)") > 0
+    assert scalar(state, "sum(govflow_target_verdicts_total)") > 0
+    assert scalar(state, "count(govflow_clerks)") > 12
+    assert scalar(state, "sum(govflow_step_processing_seconds_count)") > submitted
+    assert scalar(state, "sum(govflow_events_in_total)") > submitted
+    targets = prometheus_query(state, 'govflow_target_value{matter="property_transfer"}')
+    assert any(float(t["value"][1]) == 3 for t in targets)  # 一般不动产登记 3 working days
+    rules = json.loads(
+        urllib.request.urlopen(f"{state['prometheus_url']}/api/v1/rules", timeout=10).read()
+    )
+    assert rules["data"]["groups"], "the alert rules from deploy/prometheus are loaded"
 
 
 def test_malformed_input_is_dead_lettered_and_nobody_crashes(twin):
