@@ -644,12 +644,12 @@ def replay_command(
 
     settings = load_settings()
     state = supervisor.TwinState.load(supervisor.state_path(settings))
+    catalog = _catalog_from(None)
+    loaded = load_scenario(scenario, catalog)  # a bad file is named before the broker is asked
     url = settings.broker_url or (state.broker_url if state else None)
     if url is None:
         raise InputError("GOVFLOW_BROKER_URL", "", "no broker: run `govflow up` first")
     require_broker(url)
-    catalog = _catalog_from(None)
-    loaded = load_scenario(scenario, catalog)
     out = out or Path("out") / f"{loaded.name}-replay"
     metrics = ReplayMetrics()
     port = state.replay_metrics_port if state and state.replay_metrics_port else None
