@@ -64,6 +64,19 @@ class CaseRecord:
     def from_dict(cls, data: dict[str, Any] | None) -> CaseRecord:
         return cls(**data) if data else cls()
 
+    def merged(self, other: CaseRecord) -> CaseRecord:
+        """Both records' knowledge (a grow-only merge: ids seen, joins, attempts planned,
+        rejection) — for two writers that changed the same case concurrently."""
+        joins = {step: dict(preds) for step, preds in self.joins.items()}
+        for step, preds in other.joins.items():
+            joins.setdefault(step, {}).update(preds)
+        return CaseRecord(
+            seen=self.seen + [i for i in other.seen if i not in self.seen],
+            joins=joins,
+            enabled=self.enabled + [m for m in other.enabled if m not in self.enabled],
+            rejected=self.rejected or other.rejected,
+        )
+
 
 @dataclass
 class Action:

@@ -304,14 +304,29 @@ class DepartmentService(Service):
         horizon = now - self.settings.watermark * self.clock.run.speed
         for county in self.due_counties(now):
             try:
-                due = self.execute_due(county, horizon)
+                due, commit = self.execute_due(county, horizon)
             except Exception:  # keep serving the other counties and cases
                 log.exception("executing due work of %s failed", county)
+                self.heaps.pop(county, None)  # rebuilt from the pending table next tick
                 continue
+            # Publish first, and only once the broker has the completions record the
+            # work as done: a crash in between re-executes the actions after the restart,
+            # which republishes the same event ids (dropped by every reader) — nothing
+            # is lost, nothing counted twice.
             events_out = self.metrics.events_out
+            deliveries = []
             for event in due:
-                await self.output_topic.send(key=county.encode(), value=event.to_bytes())
+                deliveries.append(
+                    await self.output_topic.send(key=county.encode(), value=event.to_bytes())
+                )
                 events_out.labels(self.name, event.type).inc()
+            try:
+                await asyncio.gather(*deliveries)
+            except Exception:
+                log.exception("publishing %s's completions failed; they will be redone", county)
+                self.heaps.pop(county, None)
+                continue
+            commit()
 
     def resync(self) -> None:
         """Rebuild the in-memory schedule from the pending table when they differ
@@ -324,7 +339,7 @@ class DepartmentService(Service):
             if data is not None:
                 heapq.heappush(self.heaps.setdefault(data["county"], []), (data["at"], key))
 
-    def execute_due(self, county: str, horizon: float) -> list[Any]:
+    def execute_due(self, county: str, horizon: float) -> tuple[list[Any], Callable[[], None]]:
         """Execute every action of a county due by ``horizon``, in time order.
 
         Table writes are kept to what the state needs: a follow-up that falls due in the
@@ -342,6 +357,8 @@ class DepartmentService(Service):
         register, accounts = UnitRegister(units), UtilityAccounts(holders)  # type: ignore[arg-type]
         records: dict[str, tuple[CaseRecord, dict[str, Any]]] = {}  # case -> (now, as read)
         in_memory: list[tuple[float, int, Action]] = []  # follow-ups due in this tick
+        taken: list[str] = []  # pending entries executed in this tick
+        later: list[Action] = []  # follow-ups for later ticks
         touched = False
         order = 0
         while True:
@@ -354,9 +371,9 @@ class DepartmentService(Service):
             else:
                 _, key = heapq.heappop(heap)
                 data = self.pending.get(key)
-                if data is None:  # executed already (a duplicate tick, a replayed entry)
+                if data is None or key in taken:  # executed already (a duplicate entry)
                     continue
-                self.pending.pop(key, None)
+                taken.append(key)
                 action = Action.from_dict(data)
             case_key = f"{county}|{action.case_id}"
             if case_key not in records:
@@ -372,18 +389,30 @@ class DepartmentService(Service):
                     order += 1
                     heapq.heappush(in_memory, (nxt.at, order, nxt))
                 else:
-                    self.plan(nxt)
+                    later.append(nxt)
             if event is not None:
                 events.append(event)
-        for case_key, (record, read) in records.items():
-            now = record.to_dict()
-            if now != read:
+
+        def commit() -> None:
+            """Record the tick's work in the tables (after its events are delivered)."""
+            for nxt in later:
+                self.plan(nxt)
+            for case_key, (record, read) in records.items():
+                now = record.to_dict()
+                if now == read:
+                    continue
+                current = self.cases.get(case_key) or {}
+                if current != read:  # the inputs agent changed it while we published
+                    now = CaseRecord.from_dict(current).merged(record).to_dict()
                 self.cases[case_key] = now
-        if touched:
-            self.pools[pool_key] = pool.snapshot()
-        units.write_back(lambda state: state.to_dict())
-        holders.write_back(str)
-        return events
+            if touched:
+                self.pools[pool_key] = pool.snapshot()
+            units.write_back(lambda state: state.to_dict())
+            holders.write_back(str)
+            for key in taken:
+                self.pending.pop(key, None)
+
+        return events, commit
 
 
 class TableStates(MutableMapping[str, Any]):

@@ -143,31 +143,11 @@ def up(
     state.save(path)
     topics = Topics(settings.topic_prefix)
     asyncio.run(ensure_topics(bootstrap_of(url), topic_partitions(catalog, topics)))
-    env = {**os.environ, "GOVFLOW_BROKER_URL": url, "GOVFLOW_DATA_DIR": str(settings.data_dir)}
     names = service_names(catalog)
     *ports, state.replay_metrics_port = metrics_ports(settings, len(names) + 1)
     try:
         for name, port in zip(names, ports, strict=True):
-            log = logs / f"{name}.log"
-            process = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "faust",
-                    "-A",
-                    f"services.{name}.app",
-                    "worker",
-                    "-l",
-                    "warn",
-                    "--without-web",
-                ],
-                env={**env, "GOVFLOW_METRICS_PORT": str(port)},
-                stdout=log.open("ab"),
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,
-            )
-            state.services[name] = ProcessRecord(process.pid, str(log), port)
+            state.services[name] = spawn_worker(settings, url, name, port)
             state.save(path)
         wait_ready(settings, state, timeout)
         if prometheus:
@@ -177,6 +157,64 @@ def up(
         down(settings)
         raise
     return state
+
+
+def spawn_worker(settings: Settings, broker_url: str, name: str, port: int | None) -> ProcessRecord:
+    """Start one service's Faust worker (its own session, log appended)."""
+    log = settings.data_dir / "logs" / f"{name}.log"
+    env = {
+        **os.environ,
+        "GOVFLOW_BROKER_URL": broker_url,
+        "GOVFLOW_DATA_DIR": str(settings.data_dir),
+    }
+    if port is not None:
+        env["GOVFLOW_METRICS_PORT"] = str(port)
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "faust",
+            "-A",
+            f"services.{name}.app",
+            "worker",
+            "-l",
+            "warn",
+            "--without-web",
+        ],
+        env=env,
+        stdout=log.open("ab"),
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    return ProcessRecord(process.pid, str(log), port)
+
+
+def restart(settings: Settings, name: str) -> int:
+    """Start a service's worker again (after a crash: stops a survivor first); its new pid.
+    The worker rebuilds its tables from their changelogs and rejoins the group."""
+    path = state_path(settings)
+    state = TwinState.load(path)
+    if state is None or name not in state.services:
+        raise InputError(str(path), name, "no such service in the running twin")
+    old = state.services[name]
+    if process_alive(old.pid):
+        stop_process(old.pid, timeout=10)
+    (settings.data_dir / "ready" / name).unlink(missing_ok=True)
+    state.services[name] = spawn_worker(settings, state.broker_url, name, old.metrics_port)
+    state.save(path)
+    return state.services[name].pid
+
+
+def wait_service_ready(settings: Settings, name: str, timeout: float) -> bool:
+    """Wait until the service's (new) worker reports its partitions assigned."""
+    marker = settings.data_dir / "ready" / name
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if marker.exists():
+            return True
+        time.sleep(0.1)
+    return False
 
 
 ALERT_RULES = Path(__file__).resolve().parents[2] / "deploy" / "prometheus" / "alerts.yml"
