@@ -278,9 +278,11 @@ class DepartmentService(Service):
                 await self.park(message, f"could not be handled: {exc!r}", "")
                 yield None
                 continue
-            self.cases[case_key] = record.to_dict()
+            # the planned work first, then the record that says it is planned: a crash
+            # in between replans the same keys when the event is redelivered
             for action in actions:
                 self.plan(action)
+            self.cases[case_key] = record.to_dict()
             self.processing.observe(time.perf_counter() - started)
             yield event.event_id
 
