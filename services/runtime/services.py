@@ -213,6 +213,7 @@ class DepartmentService(Service):
         self.holders = self._county_table("holders")  # a utility: account holder per unit
         self.rules: DepartmentRules | None = None
         self.heaps: dict[str, list[tuple[float, str]]] = {}
+        self.heaped: set[str] = set()  # the pending keys that have an entry in the heaps
         self.inputs_agent = app.agent(self.input_topic, name=f"{department}-inputs")(
             self.process_inputs
         )
@@ -289,7 +290,9 @@ class DepartmentService(Service):
     def plan(self, action: Action) -> None:
         key = f"{action.county}|{action.key}"
         self.pending[key] = action.to_dict()
-        heapq.heappush(self.heaps.setdefault(action.county, []), (action.at, key))
+        if key not in self.heaped:  # a replanned action (a redelivered event) is one entry
+            self.heaped.add(key)
+            heapq.heappush(self.heaps.setdefault(action.county, []), (action.at, key))
 
     # -- the clock --------------------------------------------------------------------------
 
@@ -309,7 +312,7 @@ class DepartmentService(Service):
                 due, commit = self.execute_due(county, horizon)
             except Exception:  # keep serving the other counties and cases
                 log.exception("executing due work of %s failed", county)
-                self.heaps.pop(county, None)  # rebuilt from the pending table next tick
+                self.forget_county(county)
                 continue
             # Publish first, and only once the broker has the completions record the
             # work as done: a crash in between re-executes the actions after the restart,
@@ -326,20 +329,27 @@ class DepartmentService(Service):
                 await asyncio.gather(*deliveries)
             except Exception:
                 log.exception("publishing %s's completions failed; they will be redone", county)
-                self.heaps.pop(county, None)
+                self.forget_county(county)
                 continue
             commit()
 
     def resync(self) -> None:
-        """Rebuild the in-memory schedule from the pending table when they differ
-        (after a restart the table is restored from its changelog; the heap is not)."""
-        planned = sum(len(h) for h in self.heaps.values())
-        if planned >= len(self.pending):
+        """Rebuild the in-memory schedule when the pending table holds work it lacks
+        (after a restart the table is restored from its changelog; the heaps are not).
+        Counted by key, so a redelivered event's replanned action cannot mask a
+        recovered one."""
+        if len(self.heaped) >= len(self.pending):
             return
-        self.heaps = {}
+        self.heaps, self.heaped = {}, set()
         for key, data in list(self.pending.items()):
             if data is not None:
+                self.heaped.add(key)
                 heapq.heappush(self.heaps.setdefault(data["county"], []), (data["at"], key))
+
+    def forget_county(self, county: str) -> None:
+        """Drop a county's in-memory schedule (rebuilt from the pending table next tick)."""
+        self.heaps.pop(county, None)
+        self.heaped = {k for k in self.heaped if not k.startswith(f"{county}|")}
 
     def execute_due(self, county: str, horizon: float) -> tuple[list[Any], Callable[[], None]]:
         """Execute every action of a county due by ``horizon``, in time order.
@@ -372,6 +382,7 @@ class DepartmentService(Service):
                 _, _, action = heapq.heappop(in_memory)
             else:
                 _, key = heapq.heappop(heap)
+                self.heaped.discard(key)
                 data = self.pending.get(key)
                 if data is None or key in taken:  # executed already (a duplicate entry)
                     continue

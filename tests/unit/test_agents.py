@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from pathlib import Path
@@ -41,6 +42,37 @@ def linked_submission():
     return next(e for e in submissions(scenario, 5) if e.matter == "linked_transfer")
 
 
+def delivered(*args: object, **kwargs: object) -> asyncio.Future[None]:
+    """What the topic's send returns: a future resolved once the broker has the message."""
+    future = asyncio.get_running_loop().create_future()
+    future.set_result(None)
+    return future
+
+
+def undelivered(*args: object, **kwargs: object) -> asyncio.Future[None]:
+    future = asyncio.get_running_loop().create_future()
+    future.set_exception(ConnectionError("broker gone"))
+    return future
+
+
+async def test_completions_not_delivered_are_redone_with_the_same_ids(property_service):
+    service = property_service
+    event = linked_submission()
+    with patch.object(service.output_topic, "send", new=AsyncMock(side_effect=undelivered)):
+        async with service.inputs_agent.test_context() as inputs:
+            await inputs.put(event.to_bytes(), key=event.county.encode())
+            await service.run_due()  # assigns and completes, but the broker never acks
+    assert len(service.pending) == 1  # the work is still planned: nothing recorded as done
+    with patch.object(
+        service.output_topic, "send", new=AsyncMock(side_effect=delivered)
+    ) as published:
+        await service.run_due()
+        await service.run_due()
+    sent = [json.loads(c.kwargs["value"]) for c in published.call_args_list]
+    assert len(sent) == 1 and sent[0]["case_id"] == event.case_id
+    assert len(service.pending) == 0
+
+
 async def test_submission_plans_the_entry_step_once(property_service):
     service = property_service
     event = linked_submission()
@@ -70,7 +102,9 @@ async def test_malformed_input_goes_to_the_dead_letter_topic(property_service):
 async def test_due_work_assigns_a_clerk_then_completes(property_service):
     service = property_service  # its sim clock is far past the 2021 case: all work is due
     event = linked_submission()
-    with patch.object(service.output_topic, "send", new=AsyncMock()) as published:
+    with patch.object(
+        service.output_topic, "send", new=AsyncMock(side_effect=delivered)
+    ) as published:
         async with service.inputs_agent.test_context() as inputs:
             await inputs.put(event.to_bytes(), key=event.county.encode())
             await service.run_due()  # the clock: assign the clerk, emit the completion
