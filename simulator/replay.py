@@ -114,6 +114,7 @@ def replay(
         speed=speed,
         sim_epoch=sim_first,
         wall_epoch=time.time() + lead,
+        case_prefix=f"{run_id}.",
     )
     budget = timeout if timeout is not None else (sim_last - sim_first) / speed * 4 + 120.0
     topics = Topics(topic_prefix)

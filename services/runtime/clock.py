@@ -25,6 +25,9 @@ class RunAnnounced(BaseModel):
     sim_epoch: float  # POSIX sim seconds at wall_epoch
     wall_epoch: float  # POSIX wall seconds
     speed: float = Field(gt=0)
+    #: every case of the run has an id starting with this (the replay's run id and a
+    #: dot); an event for any other case is dead-lettered. Empty: no check.
+    case_prefix: str = ""
 
     def to_bytes(self) -> bytes:
         return self.model_dump_json().encode()

@@ -165,9 +165,18 @@ class Service:
         was dead-lettered)."""
         events_in = self.metrics.events_in
         async for message in stream.events():
-            await self.until_run()
+            run = await self.until_run()
             events_in.labels(self.name, message.message.topic).inc()
-            yield message, await self.decode(message)
+            event = await self.decode(message)
+            if (
+                event is not None
+                and run.case_prefix
+                and not event.case_id.startswith(run.case_prefix)
+            ):
+                reason = f"event for an unknown case (not of run {run.run_id})"
+                await self.park(message, reason, "case_id", "invalid_event")
+                event = None
+            yield message, event
 
     async def decode(self, message: Any) -> Event | None:
         """The event in a Faust message, or None after dead-lettering it."""

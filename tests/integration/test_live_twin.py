@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import subprocess
@@ -10,12 +9,13 @@ import sys
 import time
 import urllib.parse
 import urllib.request
+import uuid
 from pathlib import Path
 
 import pytest
 import yaml
 
-from services.runtime.broker import bootstrap_of, process_alive
+from services.runtime.broker import process_alive
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
@@ -256,40 +256,35 @@ def test_prometheus_sees_the_services_and_the_replay(twin, tmp_path):
     assert rules["data"]["groups"], "the alert rules from deploy/prometheus are loaded"
 
 
-def test_malformed_input_is_dead_lettered_and_nobody_crashes(twin):
+def test_malformed_flood_is_dead_lettered_while_cases_complete(twin, tmp_path):
+    """Every family of malformed message, on every service input topic, interleaved
+    with a replay (and exact duplicates of its events): each reader parks each one with
+    a reason, the cases still complete, verify passes and no service restarts."""
+    from services.core.catalog import default_catalog
+    from simulator.malformed import FAMILIES, flood_during_replay
+
     _, _, state = twin
-    from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-
-    bootstrap = bootstrap_of(state["broker_url"])
-
-    async def scenario() -> list[dict]:
-        consumer = AIOKafkaConsumer(
-            "govflow.deadletter",
-            bootstrap_servers=bootstrap,
-            group_id=None,
-            auto_offset_reset="latest",
-        )
-        await consumer.start()
-        await consumer.seek_to_end()
-        producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
-        await producer.start()
-        bad = [b"{not json", b'{"type": "case.submitted"}', b"\xff\xfe", b"[]"]
-        for raw in bad:
-            await producer.send_and_wait("govflow.submissions", raw, key=b"xinzhou")
-        await producer.stop()
-        letters: list[dict] = []
-        deadline = time.time() + 60
-        while time.time() < deadline and len(letters) < len(bad):
-            for records in (await consumer.getmany(timeout_ms=500)).values():
-                letters.extend(json.loads(r.value) for r in records)
-        await consumer.stop()
-        return letters
-
-    letters = asyncio.run(scenario())
-    # every service reading submissions parks each malformed message with its reason
-    assert len(letters) >= 4
-    assert all(
-        letter["reason"] and letter["source_topic"] == "govflow.submissions" for letter in letters
+    pids = {name: p["pid"] for name, p in state["services"].items()}
+    report = flood_during_replay(
+        state["broker_url"],
+        default_catalog(),
+        list(state["services"]),
+        ROOT / "scenarios" / "linked-faults.yaml",
+        86400.0,
+        tmp_path / "flooded",
+        per_family=2,
+        tag=f"flood{uuid.uuid4().hex[:8]}",
+        letters_timeout=180.0,
     )
-    assert {letter["original_base64"] for letter in letters} >= {"e25vdCBqc29u"}  # b"{not json"
-    assert all(process_alive(p["pid"]) for p in state["services"].values())
+    assert report["replay_error"] is None, report
+    assert report["terminal"] == report["submitted"] > 300
+    assert report["topics"] == 15 and report["per_topic"] == 2 * len(FAMILIES)
+    assert report["letters"] == report["letters_expected"] > 0, report["mismatched_readers"]
+    assert report["mismatched_readers"] == [] and report["letters_without_reason"] == 0
+    assert report["duplicates_resent"] > 20
+    verify = report["verify"]
+    assert verify["lost"] == verify["duplicates"] == 0, verify
+    assert verify["mismatched_units"] == verify["locked_units"] == 0, verify
+    assert all(process_alive(pid) for pid in pids.values())  # nobody restarted
+    now = json.loads((twin[1] / "state.json").read_text())["services"]
+    assert {name: p["pid"] for name, p in now.items()} == pids
