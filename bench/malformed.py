@@ -78,6 +78,8 @@ def main() -> int:
         and report["terminal"] == report["submitted"]
         and verify.get("lost") == 0
         and verify.get("duplicates") == 0
+        and verify.get("mismatched_units") == 0
+        and verify.get("locked_units") == 0
         and not restarted
     )
     for line in report["mismatched_readers"][:20]:

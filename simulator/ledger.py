@@ -131,7 +131,9 @@ def replay_facts(
         }
     register, accounts = UnitRegister(), {}
     applied: set[str] = set()
-    for event in sorted(steps, key=lambda e: e.occurred_at):
+    # in the order the services decided (emission), not by sim time: a late arrival that
+    # a clerk pool backfilled can complete earlier in sim time than work decided before it
+    for event in sorted(steps, key=lambda e: (e.emitted_at, e.occurred_at)):
         payload = event.payload
         if not isinstance(payload, StepCompleted) or str(event.event_id) in applied:
             continue

@@ -1,0 +1,201 @@
+"""Sustained load: replay scenarios/soak.yaml for about ten minutes and watch consumer
+lag and each service's memory; then check the run still agrees with the simulation.
+
+    .venv/bin/python bench/soak.py [--speed 8640] [--scenario scenarios/soak.yaml]
+
+Samples every 5 s: each service's RSS (/proc) and its consumer lag (summed
+``govflow_consumer_lag`` from the service's own /metrics). Reports the lag bound (max,
+and the max over the last third against the first third), the RSS slope per service
+over the second half (MiB per minute, least squares), and the agreement of the replay
+with ``govflow simulate --replications 1`` (per-matter p50/p95 within 5 % or 0.05
+working days). The last line is JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from services.core.catalog import default_catalog  # noqa: E402
+from services.runtime import supervisor  # noqa: E402
+from services.runtime.settings import Settings  # noqa: E402
+
+SAMPLE_SECONDS = 5.0
+
+
+def rss_mib(pid: int) -> float | None:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        return None
+    return None
+
+
+def lag(port: int | None) -> float | None:
+    if port is None:
+        return None
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as reply:
+            text = reply.read().decode()
+    except OSError:
+        return None
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith("govflow_consumer_lag{")
+    )
+
+
+def slope_per_minute(times: list[float], values: list[float]) -> float:
+    if len(times) < 3:
+        return float("nan")
+    return float(np.polyfit(np.array(times) / 60.0, np.array(values), 1)[0])
+
+
+def agreement(live: dict, simulated: dict) -> tuple[int, list[str]]:
+    compared, differing = 0, []
+    for matter, sim in simulated["matters"].items():
+        got = live["matters"].get(matter)
+        if not sim["cases"]:
+            continue
+        compared += 1
+        if got is None or got["cases"] != sim["cases"]:
+            differing.append(f"{matter}: cases {got and got['cases']} vs {sim['cases']}")
+            continue
+        floor = 0.05 if sim["latency"]["unit"] == "working_days" else 0.0
+        for q in ("p50", "p95"):
+            x, y = got["latency"][q], sim["latency"][q]
+            if abs(x - y) > max(0.05 * abs(y), floor) + 1e-9:
+                differing.append(f"{matter} {q}: {x:.3f} live vs {y:.3f}")
+    return compared, differing
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--scenario", default=str(ROOT / "scenarios" / "soak.yaml"))
+    parser.add_argument("--speed", type=float, default=8_640.0)
+    args = parser.parse_args()
+    data = Path(tempfile.mkdtemp(prefix="govflow-soak-"))
+    env = {**os.environ, "GOVFLOW_DATA_DIR": str(data), "COLUMNS": "200"}
+    settings = Settings(data_dir=data)
+    state = supervisor.up(settings, default_catalog())
+    samples: dict[str, list[tuple[float, float | None, float | None]]] = {
+        name: [] for name in state.services
+    }
+    stop = threading.Event()
+    started = time.time()
+
+    def sample() -> None:
+        while not stop.wait(SAMPLE_SECONDS):
+            t = time.time() - started
+            for name, record in state.services.items():
+                samples[name].append((t, rss_mib(record.pid), lag(record.metrics_port)))
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    out = data / "run"
+    try:
+        replay = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "govflow.cli",
+                "replay",
+                "--scenario",
+                args.scenario,
+                "--speed",
+                str(args.speed),
+                "--out",
+                str(out),
+            ],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=3600,
+        )
+    finally:
+        stop.set()
+        sampler.join()
+        supervisor.down(settings)
+    wall = time.time() - started
+    print(replay.stdout[-2500:])
+    simulated = data / "sim"
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "govflow.cli",
+            "simulate",
+            "--scenario",
+            args.scenario,
+            "--replications",
+            "1",
+            "--out",
+            str(simulated),
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=1800,
+        check=True,
+    )
+    live = json.loads((out / "summary.json").read_text(encoding="utf-8"))
+    sim = json.loads((simulated / "summary.json").read_text(encoding="utf-8"))
+    compared, differing = agreement(live, sim)
+    rounds = min(len(rows) for rows in samples.values())
+    lags = [sum(rows[i][2] or 0.0 for rows in samples.values()) for i in range(rounds)]
+    third = max(1, len(lags) // 3)
+    rss_slopes, rss_peak = {}, {}
+    for name, rows in samples.items():
+        half = [(t, r) for t, r, _ in rows[len(rows) // 2 :] if r is not None]
+        rss_slopes[name] = round(slope_per_minute([t for t, _ in half], [r for _, r in half]), 3)
+        rss_peak[name] = round(max((r for _, r, _ in rows if r is not None), default=0.0), 1)
+    system = live["system"]
+    result = {
+        "benchmark": "soak",
+        "scenario": Path(args.scenario).name,
+        "speed": args.speed,
+        "wall_seconds": round(wall, 1),
+        "replay_exit": replay.returncode,
+        "cases": system["cases_submitted"],
+        "terminal": system["cases_terminal"],
+        "samples": len(lags),
+        "lag_max": max(lags, default=0.0),
+        "lag_max_first_third": max(lags[:third], default=0.0),
+        "lag_max_last_third": max(lags[-third:], default=0.0),
+        "rss_slope_mib_per_min_max": max(rss_slopes.values()),
+        "rss_slope_mib_per_min": rss_slopes,
+        "rss_peak_mib": rss_peak,
+        "case_overhead_p99_s": system["case_overhead_seconds"]["p99"],
+        "agreement_matters": compared,
+        "agreement_differing": differing,
+    }
+    result["goal_met"] = (
+        replay.returncode == 0
+        and result["lag_max_last_third"] <= max(result["lag_max_first_third"], 100.0)
+        and result["rss_slope_mib_per_min_max"] < 1.0
+        and not differing
+    )
+    print(json.dumps(result, ensure_ascii=False))
+    return 0 if result["goal_met"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
