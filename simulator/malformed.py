@@ -235,7 +235,9 @@ def flood_during_replay(
 
     def run_replay() -> None:
         try:
-            outcome["result"] = replay(catalog, scenario_path, broker_url, speed=speed, out=out)
+            outcome["result"] = replay(
+                catalog, scenario_path, broker_url, speed=speed, out=out, timeout=letters_timeout
+            )
         except Exception as exc:  # reported, not raised in the thread
             outcome["error"] = repr(exc)
 
