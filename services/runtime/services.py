@@ -74,6 +74,7 @@ class Service:
         self.dead_letters = 0
         self.metrics = self.make_metrics()
         self.metrics_port: int | None = None
+        self._gauge_error_logged = False
         self.app.task(self.follow_control)
         self.app.task(self.serve_metrics)
         self.app.task(self.report_ready)
@@ -90,7 +91,17 @@ class Service:
             log.error("metrics port %s: %s", self.settings.metrics_port, exc)
 
     async def observe(self) -> None:
-        """Refresh the gauges: consumer lag per assigned partition (override for more)."""
+        """The metrics timer: refresh the gauges. Never lets an error stop the worker (a
+        run announced with a clock outside the calendar, a table mid-recovery …)."""
+        try:
+            self.refresh_gauges()
+        except Exception as exc:
+            if not self._gauge_error_logged:
+                log.warning("gauges not refreshed: %r (logged once)", exc)
+                self._gauge_error_logged = True
+
+    def refresh_gauges(self) -> None:
+        """Consumer lag per assigned partition (override for more)."""
         consumer = self.app.consumer
         read = getattr(consumer, "_read_offset", {})
         for tp in consumer.assignment():
@@ -234,9 +245,9 @@ class DepartmentService(Service):
     def make_metrics(self) -> DepartmentMetrics:
         return DepartmentMetrics(self.name)
 
-    async def observe(self) -> None:
+    def refresh_gauges(self) -> None:
         """Consumer lag, and per county: pending work, clerks, clerks busy now."""
-        await super().observe()
+        super().refresh_gauges()
         metrics = self.metrics
         assert isinstance(metrics, DepartmentMetrics)
         for county, heap in self.heaps.items():
@@ -340,7 +351,11 @@ class DepartmentService(Service):
                 log.exception("publishing %s's completions failed; they will be redone", county)
                 self.forget_county(county)
                 continue
-            commit()
+            try:
+                commit()
+            except Exception:  # the events are out; redoing the work republishes the same ids
+                log.exception("recording %s's completed work failed; it will be redone", county)
+                self.forget_county(county)
 
     def resync(self) -> None:
         """Rebuild the in-memory schedule when the pending table holds work it lacks
@@ -512,9 +527,9 @@ class TrackerService(Service):
                     target.value
                 )
 
-    async def observe(self) -> None:
+    def refresh_gauges(self) -> None:
         """Consumer lag, and the linked transfers in flight (the oldest one's age)."""
-        await super().observe()
+        super().refresh_gauges()
         metrics = self.metrics
         assert isinstance(metrics, TrackerMetrics)
         metrics.linked_in_flight.set(len(self.open_linked))

@@ -10,9 +10,10 @@ from unittest.mock import AsyncMock, patch
 
 import pytest
 
+from services.core.calendar import CalendarRangeError
 from services.core.scenario import load_scenario
 from services.runtime.clock import RunAnnounced
-from services.runtime.services import DepartmentService
+from services.runtime.services import DepartmentService, Service
 from services.runtime.settings import Settings
 from simulator.virtual import submissions
 
@@ -115,3 +116,20 @@ async def test_due_work_assigns_a_clerk_then_completes(property_service):
     assert sent[0]["case_id"] == event.case_id
     pool_keys = list(service.pools.keys())
     assert pool_keys == [f"{event.county}|t1"]  # the county's clerks, kept in its partition
+
+
+async def test_a_clock_outside_the_calendar_does_not_stop_the_metrics_timer(tmp_path):
+    """bench/pipeline.py announces a run ten years ahead (all work due at once): the
+    gauges cannot be computed there, and the worker must carry on regardless."""
+    service = DepartmentService("tax", Settings(data_dir=tmp_path), "kafka://127.0.0.1:9")
+    far = time.time() + 10 * 365 * 86400
+    service.announce(
+        RunAnnounced(
+            run_id="t2", scenario=SCENARIO, seed=5, speed=1.0, sim_epoch=far, wall_epoch=time.time()
+        )
+    )
+    with patch.object(Service, "refresh_gauges", lambda self: None):  # no consumer here
+        with pytest.raises(CalendarRangeError, match="outside this calendar"):
+            service.refresh_gauges()  # what the timer runs …
+        await service.observe()  # … and the timer survives it
+        await service.observe()
