@@ -35,6 +35,8 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from cli import govflow  # noqa: E402  (bench/cli.py)
+
 from services.core.catalog import default_catalog  # noqa: E402
 from services.core.scenario import load_scenario  # noqa: E402
 from services.core.topics import Topics  # noqa: E402
@@ -184,17 +186,6 @@ async def announce(bootstrap: str) -> None:
     )
     await producer.send_and_wait(Topics().control, run.to_bytes())
     await producer.stop()
-
-
-def govflow(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "govflow.cli", *args],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        env={**os.environ, "COLUMNS": "200", **env},
-        timeout=900,
-    )
 
 
 def end_to_end() -> list[dict[str, float]]:

@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import subprocess
 import sys
 import tempfile
 import threading
@@ -29,9 +27,12 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from cli import govflow  # noqa: E402  (bench/cli.py)
+
 from services.core.catalog import default_catalog  # noqa: E402
 from services.runtime import supervisor  # noqa: E402
 from services.runtime.settings import Settings  # noqa: E402
+from simulator.agreement import compare  # noqa: E402
 
 SAMPLE_SECONDS = 5.0
 
@@ -67,31 +68,13 @@ def slope_per_minute(times: list[float], values: list[float]) -> float:
     return float(np.polyfit(np.array(times) / 60.0, np.array(values), 1)[0])
 
 
-def agreement(live: dict, simulated: dict) -> tuple[int, list[str]]:
-    compared, differing = 0, []
-    for matter, sim in simulated["matters"].items():
-        got = live["matters"].get(matter)
-        if not sim["cases"]:
-            continue
-        compared += 1
-        if got is None or got["cases"] != sim["cases"]:
-            differing.append(f"{matter}: cases {got and got['cases']} vs {sim['cases']}")
-            continue
-        floor = 0.05 if sim["latency"]["unit"] == "working_days" else 0.0
-        for q in ("p50", "p95"):
-            x, y = got["latency"][q], sim["latency"][q]
-            if abs(x - y) > max(0.05 * abs(y), floor) + 1e-9:
-                differing.append(f"{matter} {q}: {x:.3f} live vs {y:.3f}")
-    return compared, differing
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--scenario", default=str(ROOT / "scenarios" / "soak.yaml"))
     parser.add_argument("--speed", type=float, default=8_640.0)
     args = parser.parse_args()
     data = Path(tempfile.mkdtemp(prefix="govflow-soak-"))
-    env = {**os.environ, "GOVFLOW_DATA_DIR": str(data), "COLUMNS": "200"}
+    env = {"GOVFLOW_DATA_DIR": str(data)}
     settings = Settings(data_dir=data)
     state = supervisor.up(settings, default_catalog())
     samples: dict[str, list[tuple[float, float | None, float | None]]] = {
@@ -110,23 +93,15 @@ def main() -> int:
     sampler.start()
     out = data / "run"
     try:
-        replay = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "govflow.cli",
-                "replay",
-                "--scenario",
-                args.scenario,
-                "--speed",
-                str(args.speed),
-                "--out",
-                str(out),
-            ],
-            cwd=ROOT,
-            env=env,
-            capture_output=True,
-            text=True,
+        replay = govflow(
+            env,
+            "replay",
+            "--scenario",
+            args.scenario,
+            "--speed",
+            str(args.speed),
+            "--out",
+            str(out),
             timeout=3600,
         )
     finally:
@@ -136,29 +111,21 @@ def main() -> int:
     wall = time.time() - started
     print(replay.stdout[-2500:])
     simulated = data / "sim"
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "govflow.cli",
-            "simulate",
-            "--scenario",
-            args.scenario,
-            "--replications",
-            "1",
-            "--out",
-            str(simulated),
-        ],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
+    govflow(
+        env,
+        "simulate",
+        "--scenario",
+        args.scenario,
+        "--replications",
+        "1",
+        "--out",
+        str(simulated),
         timeout=1800,
         check=True,
     )
     live = json.loads((out / "summary.json").read_text(encoding="utf-8"))
     sim = json.loads((simulated / "summary.json").read_text(encoding="utf-8"))
-    compared, differing = agreement(live, sim)
+    compared, differing = compare(live, sim)
     rounds = min(len(rows) for rows in samples.values())
     lags = [sum(rows[i][2] or 0.0 for rows in samples.values()) for i in range(rounds)]
     third = max(1, len(lags) // 3)

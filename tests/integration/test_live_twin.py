@@ -16,6 +16,7 @@ import pytest
 import yaml
 
 from services.runtime.broker import process_alive
+from simulator.agreement import compare
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
@@ -117,16 +118,6 @@ def test_replay_completes_every_case(twin, tmp_path):
     assert (out / "report.html").exists()
 
 
-#: Working days that count as "equal" for small latencies (the issue's 0.05 working day).
-AGREEMENT_WORKING_DAYS = 0.05
-
-
-def latency_tolerance(unit: str, value: float) -> float:
-    """5 % of the value, or 0.05 working days where the unit is working days."""
-    floor = AGREEMENT_WORKING_DAYS if unit == "working_days" else 0.0
-    return max(0.05 * abs(value), floor)
-
-
 def test_replay_agrees_with_the_simulation(twin, tmp_path):
     """The demo scenario live against `govflow simulate` with the same seed: equal case
     counts, and per-matter p50 and p95 latency within 5 % (or 0.05 working days)."""
@@ -146,21 +137,7 @@ def test_replay_agrees_with_the_simulation(twin, tmp_path):
     assert a["seed"] == b["seed"]
     assert a["system"]["cases_submitted"] == a["system"]["cases_terminal"]
     assert set(a["matters"]) == set(b["matters"])
-    differing = []
-    compared = 0
-    for matter, sim in b["matters"].items():
-        got = a["matters"][matter]
-        if got["cases"] != sim["cases"]:
-            differing.append(f"{matter}: {got['cases']} cases live, {sim['cases']} simulated")
-            continue
-        if not sim["cases"]:
-            continue
-        compared += 1
-        unit = sim["latency"]["unit"]
-        for q in ("p50", "p95"):
-            x, y = got["latency"][q], sim["latency"][q]
-            if abs(x - y) > latency_tolerance(unit, y) + 1e-9:
-                differing.append(f"{matter} {q}: {x:.3f} live vs {y:.3f} simulated {unit}")
+    compared, differing = compare(a, b)
     assert compared >= 20, "the demo scenario should exercise (almost) every matter"
     assert differing == []
 
