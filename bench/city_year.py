@@ -6,24 +6,35 @@ earlier one.  The worker loads the catalog and the scenario (not timed), then ti
 ``run_replication`` (the simulation) and ``measure_replication`` (turning it into the
 per-target statistics) separately, and reports the simulated cases, the step attempts
 (``len(rep.steps)``) and its peak RSS.  Every repetition uses the scenario's own seed, so
-all do the same work.  Last line: one JSON object with the medians.
+all do the same work.
 
-    .venv/bin/python bench/city_year.py [--runs 3] [--scenario scenarios/shangrao-2021.yaml]
+``--against COMMIT`` times that commit too, in the same invocation: its tree is checked
+out into a temporary git worktree (removed afterwards) and the same worker runs on it,
+its own catalog and scenario file, the two sides taking turns so that both see the same
+machine.  The figure is the ratio of the medians, HEAD ÷ COMMIT (below 1: HEAD faster).
+
+Last line: one JSON object with the medians (and the ratio).
+
+    .venv/bin/python bench/city_year.py [--runs 3] [--against 063bb8f]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
 import subprocess
 import sys
+import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from _common import ROOT, emit_json, goal_line, last_json_line, median, peak_rss_mib, rounded
 
 GOAL_SECONDS = 10.0
-DEFAULT_SCENARIO = ROOT / "scenarios" / "shangrao-2021.yaml"
+SCENARIO = Path("scenarios") / "shangrao-2021.yaml"  # relative to the tree measured
 
 
 def worker(scenario_path: Path, seed: int | None) -> int:
@@ -56,53 +67,102 @@ def worker(scenario_path: Path, seed: int | None) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--scenario", type=Path, default=DEFAULT_SCENARIO)
-    parser.add_argument("--seed", type=int, default=None, help="default: the scenario's seed")
-    parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
-    if args.worker:
-        return worker(args.scenario, args.seed)
-
-    command = [sys.executable, str(Path(__file__).resolve()), "--worker"]
-    command += ["--scenario", str(args.scenario.resolve())]
-    if args.seed is not None:
-        command += ["--seed", str(args.seed)]
-    print(f"one replication of {args.scenario}, {args.runs} runs, each in a fresh process")
-    rows: list[dict[str, Any]] = []
-    for i in range(args.runs):
-        done = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, check=False)
-        if done.returncode != 0:
-            sys.stderr.write(done.stderr)
-            return done.returncode
-        row = last_json_line(done.stdout)
-        rows.append(row)
-        print(
-            f"  run {i}: simulate {row['simulate_s']:.2f} s, measure {row['measure_s']:.2f} s, "
-            f"{row['cases']:,} cases, {row['step_attempts']:,} step attempts, "
-            f"peak RSS {row['peak_rss_mib']:.0f} MiB"
+@contextlib.contextmanager
+def worktree(commit: str) -> Iterator[Path]:
+    """``commit``'s tree in a temporary git worktree, removed afterwards."""
+    folder = Path(tempfile.mkdtemp(prefix="govflow-bench-worktree-"))
+    subprocess.run(
+        ["git", "worktree", "add", "--detach", "--force", str(folder), commit],
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+    )
+    try:
+        yield folder
+    finally:
+        subprocess.run(
+            ["git", "worktree", "remove", "--force", str(folder)], cwd=ROOT, capture_output=True
         )
+        subprocess.run(["git", "worktree", "prune"], cwd=ROOT, capture_output=True)
 
+
+def run_once(tree: Path, scenario: Path, seed: int | None) -> dict[str, Any]:
+    """One replication in a fresh interpreter, importing the code of ``tree``."""
+    command = [sys.executable, str(Path(__file__).resolve()), "--worker"]
+    command += ["--scenario", str(scenario)]
+    if seed is not None:
+        command += ["--seed", str(seed)]
+    env = {**os.environ, "PYTHONPATH": str(tree)}
+    done = subprocess.run(command, capture_output=True, text=True, cwd=tree, env=env, check=False)
+    if done.returncode != 0:
+        sys.stderr.write(done.stderr)
+        raise SystemExit(done.returncode)
+    return last_json_line(done.stdout)
+
+
+def summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
     figures: dict[str, Any] = {
-        "benchmark": "city_year",
-        "scenario": str(args.scenario.resolve().relative_to(ROOT))
-        if args.scenario.resolve().is_relative_to(ROOT)
-        else str(args.scenario),
+        "runs": len(rows),
         "seed": rows[0]["seed"],
-        "runs": args.runs,
         "simulate_s_median": rounded(median([r["simulate_s"] for r in rows])),
         "measure_s_median": rounded(median([r["measure_s"] for r in rows])),
-        "cases": rows[0]["cases"],
-        "step_attempts": rows[0]["step_attempts"],
         "simulate_plus_measure_s_median": rounded(
             median([r["simulate_s"] + r["measure_s"] for r in rows])
         ),
+        "cases": rows[0]["cases"],
+        "step_attempts": rows[0]["step_attempts"],
         "peak_rss_mib_median": rounded(median([r["peak_rss_mib"] for r in rows]), 1),
         "simulate_s_per_run": [r["simulate_s"] for r in rows],
     }
     figures["cases_per_s"] = round(figures["cases"] / figures["simulate_s_median"], 1)
+    return figures
+
+
+def describe(label: str, i: int, row: dict[str, Any]) -> None:
+    print(
+        f"  {label} run {i}: simulate {row['simulate_s']:.2f} s, measure {row['measure_s']:.2f} s, "
+        f"{row['cases']:,} cases, {row['step_attempts']:,} step attempts, "
+        f"peak RSS {row['peak_rss_mib']:.0f} MiB"
+    )
+
+
+def head_commit() -> str:
+    done = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True)
+    return done.stdout.decode().strip() or "HEAD"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--scenario", type=Path, default=None, help=f"default: {SCENARIO}")
+    parser.add_argument("--seed", type=int, default=None, help="default: the scenario's seed")
+    parser.add_argument("--against", default=None, help="also time this commit; print the ratio")
+    parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.worker:
+        return worker(args.scenario or SCENARIO, args.seed)
+
+    scenario = args.scenario.resolve() if args.scenario else SCENARIO
+    print(f"one replication of {scenario}, {args.runs} runs, each in a fresh process")
+    trees = {"HEAD": ROOT}
+    rows: dict[str, list[dict[str, Any]]] = {"HEAD": []}
+    with contextlib.ExitStack() as stack:
+        if args.against:
+            trees[args.against] = stack.enter_context(worktree(args.against))
+            rows[args.against] = []
+            print(f"against {args.against} (a temporary worktree), taking turns with HEAD")
+        for i in range(args.runs):
+            for label, tree in trees.items():
+                row = run_once(tree, scenario, args.seed)
+                rows[label].append(row)
+                describe(label, i, row)
+
+    figures: dict[str, Any] = {
+        "benchmark": "city_year",
+        "scenario": str(scenario),
+        "commit": head_commit(),
+        **summary(rows["HEAD"]),
+    }
     print(
         f"median: simulate {figures['simulate_s_median']:.2f} s "
         f"({figures['cases_per_s']:,.0f} cases/s), measure {figures['measure_s_median']:.2f} s "
@@ -117,6 +177,16 @@ def main(argv: list[str] | None = None) -> int:
         at_least=False,
         unit=" s",
     )
+    if args.against:
+        other = summary(rows[args.against])
+        ratio = figures["simulate_s_median"] / other["simulate_s_median"]
+        figures["against"] = {"commit": args.against, **other}
+        figures["ratio"] = rounded(ratio, 3)
+        print(
+            f"HEAD ÷ {args.against}: {ratio:.3f} "
+            f"({figures['simulate_s_median']:.2f} s ÷ {other['simulate_s_median']:.2f} s)"
+        )
+        goal_line(f"ratio to {args.against}", ratio, 1.0, at_least=False)
     emit_json(figures)
     return 0
 

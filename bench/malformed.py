@@ -24,7 +24,7 @@ sys.path.insert(0, str(ROOT))
 
 from services.core.catalog import default_catalog  # noqa: E402
 from services.runtime import supervisor  # noqa: E402
-from services.runtime.broker import process_alive  # noqa: E402
+from services.runtime.processes import process_alive  # noqa: E402
 from services.runtime.settings import Settings  # noqa: E402
 from simulator.malformed import FAMILIES, flood_during_replay  # noqa: E402
 

@@ -38,11 +38,11 @@ sys.path.insert(0, str(ROOT))
 from cli import govflow  # noqa: E402  (bench/cli.py)
 
 from services.core.catalog import default_catalog  # noqa: E402
-from services.core.scenario import load_scenario  # noqa: E402
+from services.core.scenario import load_scenario, read_scenario_data  # noqa: E402
 from services.core.topics import Topics  # noqa: E402
 from services.runtime.broker import EmbeddedBroker, ensure_topics  # noqa: E402
-from services.runtime.clock import RunAnnounced  # noqa: E402
-from services.runtime.supervisor import topic_partitions  # noqa: E402
+from services.runtime.control import RunAnnounced  # noqa: E402
+from services.runtime.topology import topic_partitions  # noqa: E402
 from simulator.virtual import submissions  # noqa: E402
 
 GOAL_RATIO = 0.3
@@ -176,9 +176,9 @@ async def forwarder(broker: EmbeddedBroker, payloads: list[bytes], run: int, mod
 async def announce(bootstrap: str) -> None:
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
     await producer.start()
-    run = RunAnnounced(
+    run = RunAnnounced.of(
+        read_scenario_data(ROOT / "scenarios" / "shangrao-2021.yaml"),
         run_id="bench",
-        scenario=ROOT / "scenarios" / "shangrao-2021.yaml",
         seed=1,
         sim_epoch=time.time() + 10 * 365 * 86400,  # all work due
         wall_epoch=time.time(),

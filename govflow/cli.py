@@ -609,7 +609,17 @@ def down_command() -> None:
     from services.runtime import supervisor
 
     stopped = supervisor.down(load_settings())
-    console.print(f"stopped {len(stopped)}: {', '.join(stopped)}" if stopped else "nothing up")
+    if stopped.still_running:
+        names = ", ".join(stopped.still_running)
+        raise InputError("govflow down", names, "still running after SIGKILL")
+    if not stopped.names:
+        console.print("nothing up")
+        return
+    killed = [n for n, o in stopped.outcomes.items() if o == "killed"]
+    console.print(
+        f"stopped {len(stopped.names)}: {', '.join(stopped.names)} — every process has exited"
+        + (f" ({', '.join(killed)} after SIGKILL)" if killed else "")
+    )
 
 
 @app.command("replay")
@@ -639,7 +649,7 @@ def replay_command(
     """
     from services.runtime import supervisor
     from services.runtime.broker import require_broker
-    from services.runtime.metrics import ReplayMetrics
+    from services.runtime.health import ReplayMetrics
     from simulator.replay import replay
 
     settings = load_settings()
@@ -710,9 +720,9 @@ def verify_command(
 ) -> None:
     """Audit a run: every case has one terminal outcome, no completion counted twice,
     every unit's owner equals its holder at power, water, gas and telecom, no unit left
-    locked, dead letters listed. Exit 0 when all hold, 1 otherwise; the last line is JSON."""
-    from services.core.saga import audit
-    from simulator.ledger import read_ledger
+    locked, no transfer registered without its deed tax cleared, dead letters listed.
+    Exit 0 when all hold, 1 otherwise; the last line is JSON."""
+    from simulator.ledger import audit, read_ledger
 
     if not run.is_dir():
         raise InputError(str(run), "--run", "not a directory")
@@ -731,6 +741,11 @@ def verify_command(
             report.mismatches,
         ),
         ("units left locked", report.locked_units, report.locked),
+        (
+            "transfers registered without their deed tax cleared",
+            report.uncleared_transfers,
+            report.uncleared,
+        ),
         (
             "dead letters",
             report.dead_letters,

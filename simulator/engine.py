@@ -1,16 +1,14 @@
 """The capacity engine: one replication of a scenario as a SimPy discrete-event simulation.
 
-Each case walks its matter's step graph: a step is enabled when all its predecessors
-are done; parallel branches run at once and join.  A service or approval step may first
-be blocked (arrears), then joins its department's clerk pool in its county — a
-virtual-time server on the department's calendar (:class:`~services.core.clerks.ClerkPool`)
-— then waits out any lag; it may send the applicant away to complete materials and
-repeat (容缺 rework) or reject the case.  External steps (the applicant's works, comment
-periods) just take their time.
+A driver of the walk (:mod:`services.core.walk`): every decision about a case — joins,
+blocks and outages, clerk assignment, rework, retries, rejection, the register and the
+accounts, completion — is the walk's.  The engine only schedules: a SimPy timeout
+until an attempt reaches the clerks, until it is done, until the next attempt; and it
+records one row per step attempt.
 
 SimPy keeps events in time order, which is all the clerk pools need: they are assigned
-work in order of arrival, so the schedule is exactly the one a live department service
-computes from the same arrivals.  Every random quantity comes from
+work in order of arrival, so the schedule is exactly the one the live departments
+compute from the same arrivals.  Every random quantity comes from
 :class:`~services.core.steps.StepModel` streams indexed by the case's sequence number.
 
 The engine imports no Kafka and no runtime: it is pure simulation.
@@ -18,6 +16,7 @@ The engine imports no Kafka and no runtime: it is pure simulation.
 
 from __future__ import annotations
 
+import gc
 import math
 import time as wallclock
 from array import array
@@ -28,15 +27,14 @@ from typing import Any
 import numpy as np
 import simpy
 
-from services.core import saga, stepping
 from services.core.calendar import WorkingCalendar
 from services.core.catalog import Catalog, Matter
 from services.core.clerks import ClerkPool
-from services.core.saga import UnitRegister, UnitState, UtilityAccounts
 from services.core.scenario import Scenario
-from services.core.stepping import Outcome
-from services.core.steps import StepDraw, StepModel
+from services.core.walk import CaseState, MatterWalk, Outcome, Subject
+from services.property.register import UnitState
 from simulator.demand import MatterArrivals, case_id, generate_demand, midnight
+from simulator.effects import Keepers
 
 
 @dataclass
@@ -52,6 +50,7 @@ class StepRecords:
     arrival: array = field(default_factory=lambda: array("d"))  # at the pool (after a block)
     start_w: array = field(default_factory=lambda: array("q"))  # working clock at service start
     done: array = field(default_factory=lambda: array("d"))
+    outcome: array = field(default_factory=lambda: array("b"))  # services.core.walk.Outcome
 
     def __len__(self) -> int:
         return len(self.seq)
@@ -99,10 +98,14 @@ class Replication:
     measured_from: float
     wall_seconds: float
     counties: list[str]
-    #: the saga's end state: the property register per unit code, each utility's holders
-    register: dict[str, UnitState] = field(default_factory=dict)
-    accounts: dict[str, dict[str, str]] = field(default_factory=dict)
-    linked_units: set[str] = field(default_factory=set)  # units a linked transfer touched
+    #: the saga's end state in the engine's compact keys (unit numbers, :func:`case_key`
+    #: for cases and buyers; see :mod:`simulator.ledger` for their codes and names):
+    #: the property register, each utility's holders, tax's deed-tax clearances, the
+    #: units of every linked transfer
+    register: dict[int, UnitState] = field(default_factory=dict)
+    accounts: dict[str, dict[int, int]] = field(default_factory=dict)
+    cleared: dict[int, int] = field(default_factory=dict)  # deed tax paid: unit → case
+    linked_units: set[int] = field(default_factory=set)
 
     @property
     def cases(self) -> int:
@@ -145,8 +148,35 @@ class Replication:
         return sorted({s.department for o in self.outcomes.values() for s in o.matter.steps})
 
 
+_SEQ_BITS = 32
+_new = tuple.__new__  # NamedTuples built positionally on the hot path
+
+
+class _Due(simpy.events.Event):
+    """A timeout that carries its callback: one event per step attempt is the engine's
+    hot path, and this saves SimPy's general-purpose checks and a call per event."""
+
+    def __init__(self, env: simpy.Environment, delay: float, value: Any, callback: Any) -> None:
+        self.env = env
+        self.callbacks = [callback]
+        self._value = value
+        self._ok = True
+        env.schedule(self, simpy.events.NORMAL, delay)
+
+
+def case_key(matter_index: int, seq: int) -> int:
+    """The compact key of case ``seq`` of ``Replication.matters[matter_index]``: the
+    engine's case ids and buyers in the register and the accounts."""
+    return (matter_index << _SEQ_BITS) | seq
+
+
+def key_case(matters: list[str], key: int) -> str:
+    """The case id of a :func:`case_key`."""
+    return case_id(matters[key >> _SEQ_BITS], key & ((1 << _SEQ_BITS) - 1))
+
+
 class _MatterRun:
-    """Static structure of one matter for the run: step indices, successors, models."""
+    """One matter in the run: its walk, its cases' arrivals and what became of them."""
 
     def __init__(
         self,
@@ -160,81 +190,60 @@ class _MatterRun:
         self.matter = matter
         self.index = index
         self.arrivals = arrivals
-        self.steps = list(matter.steps)
-        position = {s.id: i for i, s in enumerate(self.steps)}
-        self.predecessors = [len(s.depends_on) for s in self.steps]
-        self.successors: list[list[int]] = [[] for _ in self.steps]
-        for i, s in enumerate(self.steps):
-            for dep in s.depends_on:
-                self.successors[position[dep]].append(i)
-        self.entry = [i for i, n in enumerate(self.predecessors) if n == 0]
-        final = {s.id for s in matter.final_steps}
-        self.n_final = len(final)
-        self.is_final = [s.id in final for s in self.steps]
-        timings = scenario.timing[matter.id]
-        self.effects = [s.effect for s in self.steps]
-        self.faults = [stepping.DepartmentFaults.of(scenario, s.department) for s in self.steps]
-        can_reject = any(timings[s.id].reject is not None for s in self.steps) or any(
-            e in ("lock", "transfer") for e in self.effects
-        )
-        can_retry = [
-            timings[s.id].fault is not None or bool(f.failures)
-            for s, f in zip(self.steps, self.faults, strict=True)
-        ]
-        # A final step's completion enables nothing; unless some step may still reject
-        # the case (or this one fail and retry, or change the register at its time), it
-        # can be booked when its time is known instead of as a SimPy event.
-        self.book_at_once = [
-            final and not can_reject and not retry and effect is None
-            for final, retry, effect in zip(self.is_final, can_retry, self.effects, strict=True)
-        ]
-        self.holds_lock = "lock" in self.effects
-        self.is_linked = "account" in self.effects
-        self.calendars = [scenario.calendar(s.department) for s in self.steps]
-        self.calendar_ids = [
-            calendar_index.setdefault(id(c), len(calendar_index)) for c in self.calendars
-        ]
-        self.models = [
-            StepModel(scenario, matter.id, s, seed, cal)
-            for s, cal in zip(self.steps, self.calendars, strict=True)
-        ]
+        self.walk = walk = MatterWalk(scenario, matter, seed)
         n = len(arrivals)
-        for model in self.models:
-            model.prepare(n)
-        demand = scenario.demand[matter.id]
-        self.scales = [seg.time_scale for seg in demand.segments]
+        walk.prepare(arrivals.segment)
+        self.external = walk.graph.external
+        self.certain = walk.certain_at_service
+        self.calendar_ids = [
+            calendar_index.setdefault(id(c), len(calendar_index)) for c in walk.calendars
+        ]
         self.county = arrivals.county.tolist()
         self.segment = arrivals.segment.tolist()
+        self.units: list[int] | None = None
+        if walk.graph.has_effects:
+            self.units = arrivals.unit.tolist() if arrivals.unit is not None else list(range(n))
         self.pools: list[list[ClerkPool]] = []  # per step, per county (filled by the engine)
         self.completed = np.full(n, math.nan)
         self.rejected_at = np.full(n, -1)
 
+    def subject(self, seq: int) -> Subject | None:
+        """The case's identity for the register and the accounts (matters with effects),
+        in compact keys (:func:`case_key`; the unit's number; the buyer is the case)."""
+        if self.units is None:
+            return None
+        key = (self.index << _SEQ_BITS) | seq
+        return _new(Subject, (key, self.units[seq], key))
+
 
 class _Booking:
-    """Stands in for an event when a completion is booked at once (see book_at_once)."""
+    """Stands in for an event when a completion is booked at once
+    (:attr:`~services.core.walk.MatterWalk.certain_at_service`)."""
 
-    __slots__ = ("value",)
+    __slots__ = ("_value",)
 
     def __init__(self) -> None:
-        self.value: Any = None
-
-
-class _CaseState:
-    __slots__ = ("finals_left", "latest", "rejected", "remaining")
-
-    def __init__(self, run: _MatterRun) -> None:
-        self.remaining = list(run.predecessors)
-        self.finals_left = run.n_final
-        self.latest = -math.inf  # latest completion among the final steps so far
-        self.rejected = False
+        self._value: Any = None
 
 
 def run_replication(catalog: Catalog, scenario: Scenario, seed: int) -> Replication:
     """Simulate the scenario once with ``seed``; runs until every case has finished."""
+    # The engine allocates millions of short-lived tuples and keeps few cycles: the
+    # cyclic collector would rescan the growing live set over and over (a third of the
+    # run), so it is paused for the replication and collects once at the end.
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        return _run(catalog, scenario, seed)
+    finally:
+        if collecting:
+            gc.enable()
+
+
+def _run(catalog: Catalog, scenario: Scenario, seed: int) -> Replication:
     wall = wallclock.perf_counter()
     env = simpy.Environment()
     t0 = midnight(scenario.horizon.start)
-    office = scenario.office_calendar
     demand = generate_demand(scenario, seed)
     counties = list(scenario.counties)
     runs: list[_MatterRun] = []
@@ -244,26 +253,30 @@ def run_replication(catalog: Catalog, scenario: Scenario, seed: int) -> Replicat
             continue
         matter = scenario.matter(catalog, matter_id)
         runs.append(_MatterRun(scenario, matter, len(runs), arrivals, seed, calendar_index))
-    calendars_by_id = {id(c): c for r in runs for c in r.calendars}
+    calendars_by_id = {id(c): c for r in runs for c in r.walk.calendars}
     calendars = [calendars_by_id[i] for i in sorted(calendar_index, key=calendar_index.get)]
     pools: dict[tuple[str, int], ClerkPool] = {}
+    keepers = Keepers()
     records = StepRecords()
     rec_matter, rec_seq, rec_step = records.matter.append, records.seq.append, records.step.append
     rec_attempt, rec_clerk = records.attempt.append, records.clerk.append
     rec_enabled, rec_arrival = records.enabled.append, records.arrival.append
     rec_start_w, rec_done = records.start_w.append, records.done.append
+    rec_outcome = records.outcome.append
+    timeout = env.timeout
+    DONE, REJECT = Outcome.DONE, Outcome.REJECT
 
     def schedule(at: float, fn: Callable[..., None], *args: Any) -> None:
         """Call ``fn(*args)`` at POSIX time ``at`` (for the rarer events)."""
         delay = at - t0 - env.now
-        event = env.timeout(delay if delay > 0 else 0.0)
+        event = timeout(delay if delay > 0 else 0.0)
         event.callbacks.append(lambda ev: fn(*args))
 
     def at_time(at: float, callback: Callable[[Any], None], value: Any) -> None:
         """Call ``callback(event)`` at ``at`` with ``value`` on the event — the hot path:
         no wrapper call per event (a third of SimPy's per-event cost here)."""
         delay = at - t0 - env.now
-        env.timeout(delay if delay > 0 else 0.0, value).callbacks.append(callback)
+        _Due(env, delay if delay > 0 else 0.0, value, callback)
 
     booking = _Booking()
 
@@ -277,60 +290,42 @@ def run_replication(catalog: Catalog, scenario: Scenario, seed: int) -> Replicat
 
     for run in runs:
         run.pools = [
-            [pool_for(s.department, c) for c in range(len(counties))]
-            if s.kind != "external"
-            else []
-            for s in run.steps
+            [] if external else [pool_for(department, c) for c in range(len(counties))]
+            for external, department in zip(
+                run.walk.graph.external, run.walk.graph.departments, strict=True
+            )
         ]
 
     def enable(
-        run: _MatterRun, seq: int, state: _CaseState, si: int, attempt: int, at: float
+        run: _MatterRun, seq: int, state: CaseState, si: int, attempt: int, at: float
     ) -> None:
-        if state.rejected:
+        arrived = run.walk.begin(state, seq, si, attempt, at)
+        if arrived is None:
             return
-        segment = run.segment[seq]
-        scale = run.scales[segment] if segment >= 0 else 1.0
-        draw = run.models[si].draw(seq, attempt, scale)
-        step = run.steps[si]
-        if step.kind == "external":
-            done = stepping.external_done(draw, at, office)
-            at_time(done, complete, (run, seq, state, si, attempt, at, at, 0, done, -1, draw))
-            return
-        arrived = stepping.arrival(draw, at, run.calendars[si], run.faults[si])
-        if arrived > at:
-            schedule(arrived, serve, run, seq, state, si, attempt, at, arrived, draw)
+        if run.external[si]:  # no clerk: done when the walk says
+            at_time(arrived, complete, (run, seq, state, si, attempt, at, at, 0, arrived, -1))
+        elif arrived > at:
+            schedule(arrived, serve, run, seq, state, si, attempt, at, arrived)
         else:
-            serve(run, seq, state, si, attempt, at, arrived, draw)
+            serve(run, seq, state, si, attempt, at, at)
 
     def serve(
         run: _MatterRun,
         seq: int,
-        state: _CaseState,
+        state: CaseState,
         si: int,
         attempt: int,
         enabled: float,
         arrival: float,
-        draw: StepDraw,
     ) -> None:
-        if state.rejected:
+        pool = run.pools[si][run.county[seq]]
+        served = run.walk.serve(state, pool, seq, run.segment[seq], si, attempt, arrival)
+        if served is None:
             return
-        served = stepping.serve(run.pools[si][run.county[seq]], run.calendars[si], arrival, draw)
-        done = served.done
-        args = (
-            run,
-            seq,
-            state,
-            si,
-            attempt,
-            enabled,
-            arrival,
-            served.start_w,
-            done,
-            served.clerk,
-            draw,
-        )
-        if run.book_at_once[si]:
-            booking.value = args
+        clerk, start_w, done = served
+        args = (run, seq, state, si, attempt, enabled, arrival, start_w, done, clerk)
+        if run.certain[si]:
+            booking._value = args
             complete(booking)
         else:
             at_time(done, complete, args)
@@ -338,11 +333,12 @@ def run_replication(catalog: Catalog, scenario: Scenario, seed: int) -> Replicat
     def complete(event: Any) -> None:
         """A step attempt is done (``event.value`` holds what ``serve`` worked out)."""
         run: _MatterRun
-        state: _CaseState
-        draw: StepDraw
-        run, seq, state, si, attempt, enabled, arrival, start_w, done, clerk, draw = event.value
-        if state.rejected:
+        state: CaseState
+        run, seq, state, si, attempt, enabled, arrival, start_w, done, clerk = event._value
+        finished = run.walk.finish(state, seq, si, attempt, done, keepers)
+        if finished is None:  # the case was rejected meanwhile
             return
+        outcome = finished[0]
         rec_matter(run.index)
         rec_seq(seq)
         rec_step(si)
@@ -352,82 +348,39 @@ def run_replication(catalog: Catalog, scenario: Scenario, seed: int) -> Replicat
         rec_arrival(arrival)
         rec_start_w(start_w)
         rec_done(done)
-        result = stepping.outcome(draw, done, run.faults[si])
-        effect = run.effects[si]
-        if effect is not None and result is Outcome.DONE:
-            result = apply_effect(run, seq, si, effect)
-        if result is Outcome.REJECT:
-            state.rejected = True
+        rec_outcome(outcome)
+        if outcome is DONE:
+            for nxt, at in finished.ready:
+                enable(run, seq, state, nxt, 0, at)
+            if finished.completed is not None:
+                run.completed[seq] = finished.completed
+        elif outcome is REJECT:
             run.rejected_at[seq] = si
-            if run.holds_lock:
-                register.release(unit_of(run, seq), case_id(run.matter.id, seq))
-            return
-        if result is Outcome.RETRY:
-            again = stepping.retry_at(done, attempt, run.faults[si])
+        else:  # retried or corrected: the next attempt when the walk says
+            again = finished.again
+            assert again is not None
             schedule(again, enable, run, seq, state, si, attempt + 1, again)
-            return
-        if result is Outcome.REWORK:
-            again = stepping.rework_at(draw, done, run.calendars[si])
-            schedule(again, enable, run, seq, state, si, attempt + 1, again)
-            return
-        for nxt in run.successors[si]:
-            state.remaining[nxt] -= 1
-            if state.remaining[nxt] == 0:
-                enable(run, seq, state, nxt, 0, done)
-        if run.is_final[si]:
-            state.finals_left -= 1
-            if done > state.latest:
-                state.latest = done
-            if state.finals_left == 0:
-                run.completed[seq] = state.latest
-
-    register = UnitRegister()
-    accounts: dict[str, UtilityAccounts] = {}
-    linked_units: set[str] = set()
-
-    def unit_of(run: _MatterRun, seq: int) -> str:
-        units = run.arrivals.unit
-        return saga.unit_code(run.county[seq], int(units[seq]) if units is not None else seq)
-
-    def apply_effect(run: _MatterRun, seq: int, si: int, effect: str) -> Outcome:
-        """The saga's register / account change at a completed step (services.core.saga)."""
-        unit, case = unit_of(run, seq), case_id(run.matter.id, seq)
-        if run.is_linked:
-            linked_units.add(unit)
-        if effect == "account":
-            utility = run.steps[si].department
-            accounts.setdefault(utility, UtilityAccounts()).transfer(unit, f"买受人-{case}")
-            return Outcome.DONE
-        decision = register.apply(effect, unit, case, f"买受人-{case}")
-        return Outcome.DONE if decision.ok else Outcome.REJECT
 
     def start_case(run: _MatterRun, seq: int, at: float) -> None:
-        state = _CaseState(run)
-        for si in run.entry:
+        state = CaseState(subject=run.subject(seq))
+        for si in run.walk.graph.entry:
             enable(run, seq, state, si, 0, at)
 
-    # one arrival stream over all matters, in time order
+    # One arrival stream over all matters, in time order.  Arrivals are known in
+    # advance, so they need no SimPy event: a case is started as soon as every event
+    # before its submission has been processed (at a tie, the arrival comes first).
     times = np.concatenate([r.arrivals.submitted for r in runs]) if runs else np.empty(0)
     owners = np.concatenate([np.full(len(r.arrivals), r.index) for r in runs]) if runs else times
     seqs = np.concatenate([np.arange(len(r.arrivals)) for r in runs]) if runs else times
     order = np.argsort(times, kind="stable")
-    arrival_list = list(
-        zip(times[order].tolist(), owners[order].tolist(), seqs[order].tolist(), strict=True)
-    )
-
-    def arrive(event: Any) -> None:
-        # start every case due now, then wait for the next arrival (one pending event)
-        i, n = event.value, len(arrival_list)
-        while i < n:
-            at, owner, seq = arrival_list[i]
-            if at - t0 > env.now:
-                at_time(at, arrive, i)
-                return
-            start_case(runs[owner], seq, at)
-            i += 1
-
-    if arrival_list:
-        at_time(arrival_list[0][0], arrive, 0)
+    step, peek = env.step, env.peek
+    for at, owner, seq in zip(
+        times[order].tolist(), owners[order].tolist(), seqs[order].tolist(), strict=True
+    ):
+        due = at - t0
+        while peek() < due:
+            step()
+        start_case(runs[owner], seq, at)
     env.run()
 
     outcomes = {
@@ -437,6 +390,7 @@ def run_replication(catalog: Catalog, scenario: Scenario, seed: int) -> Replicat
         PoolStats(dept, counties[c], p.clerks, p.busy_us, p.assigned)
         for (dept, c), p in sorted(pools.items())
     ]
+    linked = {u for r in runs if "account" in r.walk.graph.effects and r.units for u in r.units}
     horizon_end = midnight(scenario.horizon.end) + 86400.0
     return Replication(
         scenario=scenario.name,
@@ -452,7 +406,8 @@ def run_replication(catalog: Catalog, scenario: Scenario, seed: int) -> Replicat
         measured_from=midnight(scenario.measured_from()),
         wall_seconds=wallclock.perf_counter() - wall,
         counties=counties,
-        register=register.units,
-        accounts={u: a.holders for u, a in accounts.items()},
-        linked_units=linked_units,
+        register=dict(keepers.register.units),
+        accounts=keepers.holders(),
+        cleared=keepers.cleared(),
+        linked_units=linked,
     )

@@ -20,6 +20,7 @@ from typing import Any
 from services.core.catalog import Catalog
 from services.core.events import MAX_EVENT_BYTES, Event
 from services.core.topics import Topics
+from services.runtime.topology import tracker_inputs
 
 
 def _mutate(
@@ -72,7 +73,7 @@ def consumers(catalog: Catalog, services: list[str], topics: Topics) -> dict[str
     readers: dict[str, list[str]] = {}
     for service in services:
         inputs = (
-            [topics.submissions, *(topics.department(d.id) for d in catalog.departments)]
+            list(tracker_inputs(catalog, topics))
             if service == "tracker"
             else list(topics.inputs_of(catalog, service))
         )
@@ -218,10 +219,9 @@ def flood_during_replay(
     import threading
     import time
 
-    from services.core.saga import audit
     from services.core.scenario import load_scenario
     from services.runtime.broker import bootstrap_of
-    from simulator.ledger import read_ledger
+    from simulator.ledger import audit, read_ledger
     from simulator.replay import replay
     from simulator.virtual import submissions
 

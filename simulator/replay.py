@@ -29,15 +29,15 @@ from uuid import uuid4
 
 import numpy as np
 import simpy.rt
-import yaml
 
 from services.core.catalog import Catalog
 from services.core.events import Event, EventValidationError, StepCompleted, decode_event
-from services.core.scenario import Scenario, load_scenario
+from services.core.scenario import Scenario, read_scenario_data, scenario_from_dict
 from services.core.topics import Topics
+from services.core.walk import Outcome
 from services.runtime.broker import bootstrap_of
-from services.runtime.clock import RunAnnounced
-from services.runtime.metrics import ReplayMetrics
+from services.runtime.control import RunAnnounced
+from services.runtime.health import ReplayMetrics
 from simulator.demand import MatterArrivals, midnight
 from simulator.engine import MatterOutcome, PoolStats, Replication, StepRecords
 from simulator.ledger import replay_facts, write_ledger
@@ -45,6 +45,14 @@ from simulator.montecarlo import measure_replication, replication_seeds, summari
 from simulator.outputs import write_events, write_summary
 from simulator.report import write_report
 from simulator.virtual import submissions
+
+#: A step event's outcome as the engine records it.
+OUTCOMES = {
+    "done": Outcome.DONE,
+    "rework": Outcome.REWORK,
+    "rejected": Outcome.REJECT,
+    "retry": Outcome.RETRY,
+}
 
 
 @dataclass
@@ -57,26 +65,18 @@ class ReplayResult:
 
 
 def effective_scenario(
-    path: Path, catalog: Catalog, days: int | None, out: Path
-) -> tuple[Path, Scenario]:
-    """The scenario file the services load: the original, or a copy cut to ``days``."""
-    scenario = load_scenario(path, catalog)
-    if days is None:
-        return path.resolve(), scenario
-    end = min(scenario.horizon.end, scenario.horizon.start + timedelta(days=days - 1))
-    cut = out / "scenario.yaml"
-    out.mkdir(parents=True, exist_ok=True)
-    cut.write_text(
-        yaml.safe_dump(
-            {
-                "base": str(path.resolve()),
-                "horizon": {"start": scenario.horizon.start.isoformat(), "end": end.isoformat()},
-                "warmup_days": 0,
-            }
-        ),
-        encoding="utf-8",
-    )
-    return cut.resolve(), load_scenario(cut, catalog)
+    path: Path, catalog: Catalog, days: int | None
+) -> tuple[dict[str, Any], Scenario]:
+    """The scenario document the run announces (its ``base`` chain merged; cut to the
+    first ``days`` days when given) and the scenario it describes."""
+    document = read_scenario_data(path)
+    scenario = scenario_from_dict(document, catalog, source=str(path))
+    if days is not None:
+        end = min(scenario.horizon.end, scenario.horizon.start + timedelta(days=days - 1))
+        horizon = {"start": scenario.horizon.start.isoformat(), "end": end.isoformat()}
+        document = {**document, "horizon": horizon, "warmup_days": 0}
+        scenario = scenario_from_dict(document, catalog, source=str(path))
+    return document, scenario
 
 
 def replay(
@@ -94,7 +94,7 @@ def replay(
     progress: Callable[[int, int], None] | None = None,
     metrics: ReplayMetrics | None = None,
 ) -> ReplayResult:
-    path, scenario = effective_scenario(scenario_path, catalog, days, out)
+    document, scenario = effective_scenario(scenario_path, catalog, days)
     base_seed = scenario.seed if seed is None else seed
     run_seed = replication_seeds(base_seed, 1)[0]
     run_id = uuid4().hex[:8]
@@ -107,9 +107,9 @@ def replay(
     sim_first = demand[0].occurred_at.timestamp()
     sim_last = demand[-1].occurred_at.timestamp()
     lead = 2.0  # wall seconds for the services to read the announcement
-    run = RunAnnounced(
+    run = RunAnnounced.of(
+        document,
         run_id=run_id,
-        scenario=path,
         seed=run_seed,
         speed=speed,
         sim_epoch=sim_first,
@@ -118,9 +118,9 @@ def replay(
     )
     budget = timeout if timeout is not None else (sim_last - sim_first) / speed * 4 + 120.0
     topics = Topics(topic_prefix)
-    sources = [topics.department(d.id) for d in catalog.departments]
+    sources = [topics.rejections, *(topics.department(d.id) for d in catalog.departments)]
     collected = asyncio.run(
-        _run(run, demand, broker_url, topics, sources, budget, progress, metrics)
+        _run(run, demand, broker_url, topics, sources, budget, progress, metrics, catalog)
     )
     return _finish(catalog, scenario, base_seed, run_seed, run, demand, collected, out)
 
@@ -144,7 +144,8 @@ async def _run(
     sources: list[str],
     budget: float,
     progress: Callable[[int, int], None] | None,
-    metrics: ReplayMetrics | None = None,
+    metrics: ReplayMetrics | None,
+    catalog: Catalog,
 ) -> _Collected:
     from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
@@ -186,7 +187,7 @@ async def _run(
                         collected.letters.append(_letter(record.value, record.offset))
                         continue
                     try:
-                        event = decode_event(record.value, source=tp.topic)
+                        event = decode_event(record.value, source=tp.topic, catalog=catalog)
                     except EventValidationError:
                         continue
                     if not event.case_id.startswith(prefix):
@@ -372,6 +373,8 @@ def rebuild(
         payload = event.payload
         if not isinstance(payload, StepCompleted) or event.case_id not in seq_of:
             continue
+        if payload.outcome == "released":  # a lock released: no step attempt
+            continue
         key = (event.case_id, payload.step, payload.attempt)
         if key in seen:  # at-least-once delivery: a duplicate
             continue
@@ -390,6 +393,7 @@ def rebuild(
         records.arrival.append((payload.arrived_at or payload.enabled_at).timestamp())
         records.start_w.append(calendar.clock_at(payload.started_at.timestamp()))
         records.done.append(event.occurred_at.timestamp())
+        records.outcome.append(OUTCOMES[payload.outcome])
         if clerk >= 0:
             pool = busy.setdefault((payload.department, event.county), [0.0, 0.0])
             pool[0] += (payload.work_seconds or 0.0) * 1e6

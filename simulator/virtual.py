@@ -1,10 +1,15 @@
 """The live twin without a broker: every department's state machine, one router.
 
-Runs the same :class:`~services.core.department.DepartmentRules` the Faust services
-run, delivering each event to the departments whose input topics carry it and
-executing each department's actions when the (virtual) sim clock reaches them.  It is
-the reference the Kafka replay is held to, and it shows — case by case — that the
-department logic schedules exactly what the capacity engine simulates.
+A third driver of the walk (:mod:`services.core.walk`), beside the capacity engine and
+the Faust services: it runs the same :class:`~services.core.department.DepartmentRules`
+the services run, delivering each event to the departments whose input topics carry it
+and executing each department's actions when the (virtual) sim clock reaches them.
+
+It schedules as the engine does — an attempt that reaches the clerks at once is served
+at once, an event is delivered as it is published — so that, case by case, the
+departments schedule exactly what the engine simulates, fault paths included
+(``tests/simulation/test_virtual_twin.py``).  It is the reference the Kafka replay is
+held to.
 """
 
 from __future__ import annotations
@@ -16,21 +21,24 @@ from dataclasses import dataclass, field
 from typing import Any
 from uuid import uuid4
 
-from services.core import saga
 from services.core.catalog import Catalog
 from services.core.clerks import ClerkPool
 from services.core.department import Action, CaseRecord, DepartmentRules, instant
 from services.core.events import CaseSubmitted, Event
 from services.core.scenario import Scenario
 from services.core.topics import Topics
-from services.core.tracking import CaseProgress
+from services.core.units import buyer, unit_code
+from services.core.walk import Effects
+from services.tracker.progress import CaseProgress
 from simulator.demand import case_id, generate_demand
+from simulator.effects import keeper_for
 
 
 @dataclass
 class VirtualRun:
     events: list[Event] = field(default_factory=list)  # step events, in time order
     verdicts: list[Event] = field(default_factory=list)  # the tracker's case.* events
+    keepers: dict[str, Effects] = field(default_factory=dict)  # each department's state
 
 
 def submissions(scenario: Scenario, seed: int) -> list[Event]:
@@ -41,22 +49,22 @@ def submissions(scenario: Scenario, seed: int) -> list[Event]:
         for seq in range(len(arrivals)):
             county = counties[int(arrivals.county[seq])]
             unit = arrivals.unit[seq] if arrivals.unit is not None else seq
-            unit_code = saga.unit_code(int(arrivals.county[seq]), int(unit))
+            case = case_id(matter_id, seq)
             out.append(
                 Event(
                     type="case.submitted",
-                    case_id=case_id(matter_id, seq),
+                    case_id=case,
                     matter=matter_id,
                     county=county,
                     occurred_at=instant(float(arrivals.submitted[seq])),
                     correlation_id=uuid4(),
                     payload=CaseSubmitted(
                         applicant=f"申请人-{seq}",
-                        unit_code=unit_code,
+                        unit_code=unit_code(int(arrivals.county[seq]), int(unit)),
                         attributes={
                             "seq": seq,
                             "segment": int(arrivals.segment[seq]),
-                            "owner": f"买受人-{case_id(matter_id, seq)}",
+                            "owner": buyer(case),
                         },
                     ),
                 )
@@ -93,67 +101,68 @@ def run_virtual(
         d: DepartmentRules(catalog, scenario, d, seed, backfill_working_days) for d in departments
     }
     inputs = {d: set(topics.inputs_of(catalog, d)) for d in departments}
+    run = VirtualRun(keepers={d: keeper_for(d) for d in departments})
     pools: dict[tuple[str, str], ClerkPool] = {}
     cases: dict[tuple[str, str], CaseRecord] = {}
-    order = itertools.count()
-    queue: list[tuple[float, int, str, Any]] = []
-    for event in submissions(scenario, seed):
-        heapq.heappush(
-            queue,
-            (event.occurred_at.timestamp(), next(order), "event", (topics.submissions, event)),
-        )
-
-    def deliver(now: float, topic: str, event: Any) -> None:
-        for dept in departments:
-            if topic not in inputs[dept]:
-                continue
-            record = cases.setdefault((dept, event.case_id), CaseRecord())
-            for action in rules[dept].on_event(event, record):
-                at = action.at if action.at > now else now  # a late event is acted on now
-                heapq.heappush(queue, (at, next(order), "action", (dept, action)))
-
-    run = VirtualRun()
     tracked: dict[str, CaseProgress] = {}
     matters = {m: scenario.matter(catalog, m) for m in scenario.demand}
-    while queue:
-        now, _, kind, item = heapq.heappop(queue)
-        if kind == "event":
-            topic, event = item
-            if topic != topics.submissions:
-                run.events.append(event)
-            progress = tracked.setdefault(event.case_id, CaseProgress())
-            if progress.observe(event):
-                verdict = progress.verdict_event(
-                    matters[event.matter], event, scenario.office_calendar
-                )
-                if verdict is not None:
-                    run.verdicts.append(verdict)
-            if delivery_delay is None:
-                deliver(now, topic, event)
-            else:
-                heapq.heappush(queue, (now + delivery_delay(), next(order), "delivery", item))
-            continue
-        if kind == "delivery":
-            deliver(now, *item)
-            continue
-        dept, action = item
-        assert isinstance(action, Action)
+    order = itertools.count()
+    queue: list[tuple[float, int, str, Any]] = []
+
+    def track(event: Event) -> None:
+        progress = tracked.setdefault(event.case_id, CaseProgress())
+        if progress.observe(event):
+            verdict = progress.verdict_event(matters[event.matter], event, scenario.office_calendar)
+            if verdict is not None:
+                run.verdicts.append(verdict)
+
+    def deliver(now: float, topic: str, event: Event) -> None:
+        for dept in departments:
+            if topic in inputs[dept]:
+                record = cases.setdefault((dept, event.case_id), CaseRecord())
+                for action in rules[dept].on_event(event, record):
+                    plan(now, dept, action)
+
+    def publish(now: float, dept: str, event: Event) -> None:
+        run.events.append(event)
+        track(event)
+        topic = topics.rejections if event.type.endswith(".rejected") else topics.department(dept)
+        if delivery_delay is None:
+            deliver(now, topic, event)
+        else:
+            heapq.heappush(queue, (now + delivery_delay(), next(order), "delivery", (topic, event)))
+
+    def plan(now: float, dept: str, action: Action) -> None:
+        # as the engine does: work reaching the clerks now is served now, a lock is
+        # released when the rejection is heard; anything else waits for its time
+        if action.kind in ("arrive", "release") and action.at <= now:
+            execute(now, dept, action)
+        else:
+            at = action.at if action.at > now else now  # a late event is acted on now
+            heapq.heappush(queue, (at, next(order), "action", (dept, action)))
+
+    def execute(now: float, dept: str, action: Action) -> None:
         key = (dept, action.county)
         pool = pools.get(key)
         if pool is None:
             pool = pools[key] = rules[dept].pool(action.county, None)
-        follow, event = rules[dept].execute(action, pool, cases[(dept, action.case_id)])
-        for nxt in follow:
-            at = nxt.at if nxt.at > now else now
-            heapq.heappush(queue, (at, next(order), "action", (dept, nxt)))
+        record = cases[(dept, action.case_id)]
+        follow, event = rules[dept].execute(action, pool, record, run.keepers[dept])
         if event is not None:
-            heapq.heappush(
-                queue,
-                (
-                    max(event.occurred_at.timestamp(), now),  # emitted once it is due
-                    next(order),
-                    "event",
-                    (topics.department(dept), event),
-                ),
-            )
+            publish(now, dept, event)
+        for nxt in follow:
+            plan(now, dept, nxt)
+
+    for event in submissions(scenario, seed):
+        at = event.occurred_at.timestamp()
+        heapq.heappush(queue, (at, next(order), "delivery", (topics.submissions, event)))
+    while queue:
+        now, _, kind, item = heapq.heappop(queue)
+        if kind == "delivery":
+            topic, event = item
+            if topic == topics.submissions:
+                track(event)
+            deliver(now, topic, event)
+        else:
+            execute(now, *item)
     return run

@@ -1,5 +1,5 @@
-"""The approval department's Faust worker: `python -m faust -A services.approval.app worker`."""
+"""The approval department's entry point: `python -m faust -A services.approval.app worker`."""
 
-from services.runtime.services import department_app
+from services.runtime.department import department_app
 
 app = department_app("approval")

@@ -239,6 +239,8 @@ class OfficeCalendar(_CalendarOps):
             (s, e, before, before + e - s)
             for (s, e), before in zip(self._bounds, self._cum_before, strict=True)
         )
+        self._shift_bounds = tuple(self._bounds)
+        self._day_base_us = tuple(p * total for p in self._prefix)  # working clock at 00:00
 
     def __repr__(self) -> str:
         hours = ", ".join(f"{s:%H:%M}–{e:%H:%M}" for s, e in self.shifts)
@@ -303,9 +305,9 @@ class OfficeCalendar(_CalendarOps):
                 f"{_EPOCH + timedelta(days=day)} is outside this calendar's data "
                 f"({self._table.first}–{self._table.last})"
             )
-        w = self._prefix[i] * self._day_us
+        w = self._day_base_us[i]
         if self._flags[i]:
-            for s, e, _, _ in self._shifts:
+            for s, e in self._shift_bounds:
                 if tod <= s:
                     break
                 w += (tod if tod < e else e) - s

@@ -150,7 +150,12 @@ class Target(_Model):
         return ()
 
 
-StepEffect = Literal["lock", "transfer", "seize", "mortgage", "discharge", "object", "account"]
+#: What a step does to the state a department keeps (see :mod:`services.core.walk`):
+#: the property register (lock, transfer, seize, mortgage, discharge, object), the
+#: deed-tax clearances (clear), a utility's account holders (account).
+StepEffect = Literal[
+    "lock", "transfer", "seize", "mortgage", "discharge", "object", "clear", "account"
+]
 
 
 class Step(_Model):
@@ -165,12 +170,8 @@ class Step(_Model):
     emits: str = Field(default="step.completed", pattern=r"^[a-z_]+\.[a-z_]+$")
     actor: str | None = None
     note: str | None = None
-    #: what the step does to the property register or a utility's accounts (see
-    #: :mod:`services.core.saga`): lock, transfer, seize, mortgage, discharge, object,
-    #: account
-    effect: (
-        Literal["lock", "transfer", "seize", "mortgage", "discharge", "object", "account"] | None
-    ) = None
+    #: what the step does to the state a department keeps (:data:`StepEffect`)
+    effect: StepEffect | None = None
 
 
 class Cost(_Model):

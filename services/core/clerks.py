@@ -26,13 +26,14 @@ folded in: a pool never has to know about them.
 from __future__ import annotations
 
 import heapq
-from dataclasses import dataclass
+from typing import NamedTuple
 
 _PRUNE_EVERY = 64  # assignments between sweeps of expired gaps
+_heapreplace = heapq.heapreplace
+_new = tuple.__new__  # an Assignment built without the NamedTuple constructor (hot path)
 
 
-@dataclass(frozen=True)
-class Assignment:
+class Assignment(NamedTuple):
     clerk: int
     start: int  # working clock, µs
     done: int  # working clock, µs
@@ -70,10 +71,11 @@ class ClerkPool:
             if given is not None:
                 self.backfilled += 1
                 return given
-        free_at, clerk = heapq.heappop(self._free)
+        free = self._free
+        free_at, clerk = free[0]
         start = arrival if arrival > free_at else free_at
         done = start + work
-        heapq.heappush(self._free, (done, clerk))
+        _heapreplace(free, (done, clerk))
         if self.backfill:
             if start > free_at:
                 self._gaps.append((free_at, start, clerk))
@@ -81,7 +83,7 @@ class ClerkPool:
                 self._latest = arrival
             if self.assigned % _PRUNE_EVERY == 0:
                 self._prune()
-        return Assignment(clerk, start, done)
+        return _new(Assignment, (clerk, start, done))
 
     def _fit_in_gap(self, arrival: int, work: int) -> Assignment | None:
         fifo_start = max(arrival, self._free[0][0])

@@ -1,20 +1,27 @@
-"""A department as a pure state machine: what a live department service decides.
+"""A department as a pure state machine: the live driver of the walk.
 
-A department service reads events (submissions, other departments' completions), and
-for each step of its own that becomes enabled it plans *actions* on the sim clock:
+A department service reads events (submissions, other departments' completions and
+rejections) and runs the walk (:mod:`services.core.walk`) for the steps it performs.
+What it cannot do at once — an attempt reaching the clerks later (a block, a hold), a
+clerk finishing, a retried or corrected attempt — it plans as an :class:`Action` on the
+sim clock:
 
-* ``arrive`` — the case reaches the clerks (at once, or after a block delay, or when a
-  reworked attempt comes back); executing it assigns a clerk from the county's pool;
-* ``complete`` — the step attempt is done; executing it emits the completion event
-  (``done``, ``rework`` or ``rejected``) and, after rework, plans the next attempt.
+* ``enable`` — a retried or corrected attempt is enabled (the walk said when);
+* ``arrive`` — the attempt reaches the clerks: the county's pool assigns a clerk;
+* ``complete`` — the attempt is done: the walk's outcome is published as an event (its
+  id is fixed by case, step and attempt) and the successors this department performs
+  are enabled at once; other departments hear of the completion from the event;
+* ``release`` — a case it had locked a unit for was rejected elsewhere: the lock is
+  released (``property.released``).
 
-Actions run in time order when the sim clock reaches them — exactly the order in which
-the capacity engine's SimPy events fire — and both use :mod:`services.core.stepping`
-and the same seeded draws, so a replay and a simulation of one scenario and seed agree.
+Actions run in time order when the sim clock reaches them — the order in which the
+capacity engine's SimPy events fire — so a replay and a simulation of one scenario and
+seed agree case by case (``tests/simulation/test_virtual_twin.py``).
 
 State is plain JSON-able data so that the service can keep it in changelog-backed
-tables: per case (``CaseRecord``: events seen, joins, rejection) and per county (the
-clerk pool).  Every input is deduplicated by event id; every action by its key.
+tables: per case (:class:`CaseRecord`: events seen, the steps it knows are done,
+rejection) and per county (the clerk pool).  Every input is deduplicated by event id,
+every action by its key.
 """
 
 from __future__ import annotations
@@ -22,11 +29,10 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any, Literal
-from uuid import UUID, uuid5
+from uuid import UUID
 
-from services.core import stepping
 from services.core.calendar import SHANGHAI
-from services.core.catalog import Catalog, Matter, Step
+from services.core.catalog import Catalog, Matter
 from services.core.clerks import ClerkPool
 from services.core.events import (
     CaseSubmitted,
@@ -34,14 +40,21 @@ from services.core.events import (
     PropertyTransferred,
     StepCompleted,
     UtilityTransferred,
+    completion_id,
 )
-from services.core.saga import UnitRegister, UtilityAccounts
 from services.core.scenario import Scenario
-from services.core.steps import StepModel
+from services.core.walk import (
+    NO_EFFECTS,
+    CaseState,
+    Effects,
+    Finished,
+    MatterWalk,
+    Outcome,
+    Subject,
+)
 
-ActionKind = Literal["arrive", "complete", "release"]
-#: Namespace of completion event ids (uuid5 of case, step and attempt).
-COMPLETIONS = UUID("6b7c3f0e-7a53-5f0a-9d55-0c1f4c2e6a11")
+ActionKind = Literal["enable", "arrive", "complete", "release"]
+RELEASE_REASON = "税务审核未通过: 解除锁定"
 
 
 def instant(posix: float) -> datetime:
@@ -53,8 +66,7 @@ class CaseRecord:
     """What a department remembers about one case."""
 
     seen: list[str] = field(default_factory=list)  # input event ids already handled
-    joins: dict[str, dict[str, float]] = field(default_factory=dict)  # step -> pred -> done
-    enabled: list[str] = field(default_factory=list)  # "step/attempt" already planned
+    done: dict[str, float] = field(default_factory=dict)  # steps known done -> when
     rejected: bool = False
 
     def to_dict(self) -> dict[str, Any]:
@@ -64,16 +76,23 @@ class CaseRecord:
     def from_dict(cls, data: dict[str, Any] | None) -> CaseRecord:
         return cls(**data) if data else cls()
 
+    def state(self, walk: MatterWalk, subject: Subject | None) -> CaseState:
+        """The walk's view of this record."""
+        index = walk.graph.index
+        return CaseState({index[s]: t for s, t in self.done.items()}, self.rejected, subject)
+
+    def keep(self, walk: MatterWalk, state: CaseState) -> None:
+        """Take back what the walk changed."""
+        steps = walk.matter.steps
+        self.done = {steps[i].id: t for i, t in sorted(state.done.items())}
+        self.rejected = state.rejected
+
     def merged(self, other: CaseRecord) -> CaseRecord:
-        """Both records' knowledge (a grow-only merge: ids seen, joins, attempts planned,
-        rejection) — for two writers that changed the same case concurrently."""
-        joins = {step: dict(preds) for step, preds in self.joins.items()}
-        for step, preds in other.joins.items():
-            joins.setdefault(step, {}).update(preds)
+        """Both records' knowledge (a grow-only merge: ids seen, steps done, rejection) —
+        for two writers that changed the same case concurrently."""
         return CaseRecord(
             seen=self.seen + [i for i in other.seen if i not in self.seen],
-            joins=joins,
-            enabled=self.enabled + [m for m in other.enabled if m not in self.enabled],
+            done={**other.done, **self.done},
             rejected=self.rejected or other.rejected,
         )
 
@@ -111,6 +130,14 @@ class Action:
     def from_dict(cls, data: dict[str, Any]) -> Action:
         return cls(**data)
 
+    def then(self, kind: ActionKind, at: float, **changes: Any) -> Action:
+        """The next action of the same case and step."""
+        return Action(**{**self.to_dict(), "kind": kind, "at": at, **changes})
+
+    @property
+    def subject(self) -> Subject:
+        return Subject(self.case_id, self.unit_code, self.owner)
+
 
 def case_seq(case_id: str) -> int:
     """The sequence number at the end of a case id (``matter-0000123``)."""
@@ -138,32 +165,22 @@ class DepartmentRules:
         self.department = department
         self.seed = seed
         self.calendar = scenario.calendar(department)
-        self.office = scenario.office_calendar
-        self.matters: dict[str, Matter] = {
-            m: scenario.matter(catalog, m) for m, d in scenario.demand.items() if d.per_year > 0
-        }
-        self._models: dict[tuple[str, str], StepModel] = {}
+        self.walks: dict[str, MatterWalk] = {}
+        for matter_id, demand in scenario.demand.items():
+            matter = scenario.matter(catalog, matter_id)
+            if demand.per_year > 0 and any(s.department == department for s in matter.steps):
+                self.walks[matter_id] = MatterWalk(scenario, matter, seed)
         self.backfill_us = round(backfill_working_days * self.calendar.day_us)
-        self.faults = stepping.DepartmentFaults.of(scenario, department)
 
-    # -- what this department does ------------------------------------------------------
+    @property
+    def matters(self) -> dict[str, Matter]:
+        return {m: w.matter for m, w in self.walks.items()}
 
     def performs(self, matter_id: str, step_id: str) -> bool:
-        matter = self.matters.get(matter_id)
-        return matter is not None and any(
-            s.id == step_id and s.department == self.department for s in matter.steps
+        walk = self.walks.get(matter_id)
+        return walk is not None and any(
+            s.id == step_id and s.department == self.department for s in walk.matter.steps
         )
-
-    def model(self, matter_id: str, step: Step) -> StepModel:
-        key = (matter_id, step.id)
-        if key not in self._models:
-            calendar = self.office if step.kind == "external" else self.calendar
-            self._models[key] = StepModel(self.scenario, matter_id, step, self.seed, calendar)
-        return self._models[key]
-
-    def _scale(self, matter_id: str, segment: int) -> float:
-        segments = self.scenario.demand[matter_id].segments
-        return segments[segment].time_scale if 0 <= segment < len(segments) else 1.0
 
     def pool(self, county: str, state: dict[str, Any] | None) -> ClerkPool:
         """The county's clerk pool, restored from its table state or new."""
@@ -174,148 +191,92 @@ class DepartmentRules:
 
     # -- input --------------------------------------------------------------------------
 
-    def on_event(self, event: Event, case: CaseRecord) -> list[Action]:
-        """React to an input event; mutates ``case``; returns the actions to plan.
+    def on_event(self, event: Event, record: CaseRecord) -> list[Action]:
+        """React to an input event; mutates ``record``; returns the actions to plan.
 
         Idempotent: an event id seen before changes nothing.
         """
         event_id = str(event.event_id)
-        if event_id in case.seen:
+        if event_id in record.seen:
             return []
-        case.seen.append(event_id)
-        matter = self.matters.get(event.matter)
-        if matter is None or case.rejected:
+        record.seen.append(event_id)
+        walk = self.walks.get(event.matter)
+        if walk is None:
             return []
         payload = event.payload
         at = event.occurred_at.timestamp()
-        ids = (str(event.correlation_id), event_id)
+        base = self._base(event, walk)
+        if base is None:
+            return []
+        state = record.state(walk, Subject(event.case_id, base["unit_code"], base["owner"]))
+        actions: list[Action] = []
         if isinstance(payload, CaseSubmitted):
-            seq = int(payload.attributes.get("seq", case_seq(event.case_id)))
-            segment = int(payload.attributes.get("segment", -1))
-            owner = payload.attributes.get("owner")
-            return [
-                self._enable(
-                    event,
-                    matter,
-                    step,
-                    0,
-                    at,
-                    seq,
-                    segment,
-                    ids,
-                    payload.unit_code,
-                    str(owner) if owner is not None else None,
-                    case,
-                )
-                for step in matter.entry_steps
-                if step.department == self.department
-            ]
-        if not isinstance(payload, StepCompleted):
-            return []
-        if payload.outcome == "rejected":
-            case.rejected = True
-            return self._release_lock(event, matter, case)
-        if payload.outcome != "done":
-            return []
-        seq = payload.seq if payload.seq is not None else case_seq(event.case_id)
-        unit_code, owner = payload.unit_code, payload.owner
-        actions = []
-        for successor in matter.successors(payload.step):
-            if successor.department != self.department:
-                continue
-            joined = case.joins.setdefault(successor.id, {})
-            joined[payload.step] = at
-            if f"{successor.id}/0" in case.enabled:  # planned already (a repeated event)
-                continue
-            if set(successor.depends_on) <= set(joined):
-                actions.append(
-                    self._enable(
-                        event,
-                        matter,
-                        successor,
-                        0,
-                        max(joined.values()),
-                        seq,
-                        payload.segment,
-                        ids,
-                        unit_code,
-                        owner,
-                        case,
-                    )
-                )
-        return [a for a in actions if a is not None]
+            for si in walk.graph.entry:
+                actions += self._begin(walk, state, base, si, 0, at)
+        elif isinstance(payload, StepCompleted) and payload.outcome == "done":
+            si = walk.graph.index[payload.step]
+            for nxt, enabled in walk.done(state, si, at).ready:
+                actions += self._begin(walk, state, base, nxt, 0, enabled)
+        elif isinstance(payload, StepCompleted) and payload.outcome == "rejected":
+            lock = walk.graph.lock_step
+            if walk.reject(state) and lock is not None and self._mine(walk, lock):
+                step = walk.matter.steps[lock].id
+                fields = {**base, "arrived": at}
+                actions.append(Action(at=at, kind="release", step=step, attempt=0, **fields))
+        record.keep(walk, state)
+        return actions
 
-    def _enable(
-        self,
-        event: Event,
-        matter: Matter,
-        step: Step,
-        attempt: int,
-        at: float,
-        seq: int,
-        segment: int,
-        ids: tuple[str, str],
-        unit_code: str | None,
-        owner: str | None,
-        case: CaseRecord,
-    ) -> Action:
-        mark = f"{step.id}/{attempt}"
-        if mark not in case.enabled:
-            case.enabled.append(mark)
-        draw = self.model(matter.id, step).draw(seq, attempt, self._scale(matter.id, segment))
-        base = dict(
+    def _base(self, event: Event, walk: MatterWalk) -> dict[str, Any] | None:
+        """What every action of the case carries (identity, draws, unit, owner)."""
+        payload = event.payload
+        if isinstance(payload, CaseSubmitted):
+            attrs = payload.attributes
+            seq = int(attrs.get("seq", case_seq(event.case_id)))
+            segment = int(attrs.get("segment", -1))
+            owner = attrs.get("owner")
+            unit, buyer = payload.unit_code, str(owner) if owner is not None else None
+        elif isinstance(payload, StepCompleted):
+            seq = payload.seq if payload.seq is not None else case_seq(event.case_id)
+            segment, unit, buyer = payload.segment, payload.unit_code, payload.owner
+        else:
+            return None
+        return dict(
             case_id=event.case_id,
-            matter=matter.id,
+            matter=walk.matter.id,
             county=event.county,
-            step=step.id,
-            attempt=attempt,
             seq=seq,
             segment=segment,
-            enabled=at,
-            correlation_id=ids[0],
-            causation_id=ids[1],
-            unit_code=unit_code,
-            owner=owner,
+            enabled=event.occurred_at.timestamp(),
+            correlation_id=str(event.correlation_id),
+            causation_id=str(event.event_id),
+            unit_code=unit,
+            owner=buyer,
         )
-        if step.kind == "external":
-            done = stepping.external_done(draw, at, self.office)
-            return Action(at=done, kind="complete", arrived=at, **base)  # type: ignore[arg-type]
-        arrived = stepping.arrival(draw, at, self.calendar, self.faults)
-        return Action(at=arrived, kind="arrive", arrived=arrived, **base)  # type: ignore[arg-type]
 
-    def _release_lock(self, event: Event, matter: Matter, case: CaseRecord) -> list[Action]:
-        """The saga's pivot refused the case: if this department locked its unit, plan
-        the release (published as ``property.released``)."""
-        locks = [s for s in matter.steps if s.effect == "lock" and s.department == self.department]
-        payload = event.payload
-        if (
-            not locks
-            or f"{locks[0].id}/0" not in case.enabled
-            or f"{locks[0].id}/release" in case.enabled
-        ):
+    def _mine(self, walk: MatterWalk, si: int) -> bool:
+        return walk.graph.departments[si] == self.department
+
+    def _begin(
+        self,
+        walk: MatterWalk,
+        state: CaseState,
+        base: dict[str, Any],
+        si: int,
+        attempt: int,
+        enabled: float,
+    ) -> list[Action]:
+        """Enable an attempt of one of this department's steps: where the walk says it
+        goes next (the clerks, or — external — its completion)."""
+        if not self._mine(walk, si):
             return []
-        case.enabled.append(f"{locks[0].id}/release")
-        assert isinstance(payload, StepCompleted)
-        at = event.occurred_at.timestamp()
-        return [
-            Action(
-                at=at,
-                kind="release",
-                case_id=event.case_id,
-                matter=matter.id,
-                county=event.county,
-                step=locks[0].id,
-                attempt=0,
-                seq=payload.seq if payload.seq is not None else case_seq(event.case_id),
-                segment=payload.segment,
-                enabled=at,
-                arrived=at,
-                correlation_id=str(event.correlation_id),
-                causation_id=str(event.event_id),
-                unit_code=payload.unit_code,
-                owner=payload.owner,
-            )
-        ]
+        at = walk.begin(state, base["seq"], si, attempt, enabled)
+        if at is None:
+            return []
+        fields = {**base, "step": walk.matter.steps[si].id, "attempt": attempt}
+        fields["enabled"] = enabled
+        if walk.graph.external[si]:
+            return [Action(at=at, kind="complete", arrived=enabled, **fields)]
+        return [Action(at=at, kind="arrive", arrived=at, **fields)]
 
     # -- the clock ------------------------------------------------------------------------
 
@@ -323,115 +284,103 @@ class DepartmentRules:
         self,
         action: Action,
         pool: ClerkPool,
-        case: CaseRecord,
-        register: UnitRegister | None = None,
-        accounts: UtilityAccounts | None = None,
+        record: CaseRecord,
+        effects: Effects = NO_EFFECTS,
     ) -> tuple[list[Action], Event | None]:
-        """Carry out a due action: assign a clerk, or emit the completion (and plan a
-        reworked or retried attempt), or release a unit's lock.  ``register`` (property)
-        and ``accounts`` (a utility) are the saga state a step's ``effect`` changes.
-        Returns follow-up actions and the event to publish."""
-        matter = self.matters[action.matter]
-        step = matter.step(action.step)
+        """Carry out a due action: enable an attempt, assign a clerk, finish an attempt
+        (publish its completion and enable what follows), or release a unit's lock.
+        ``effects`` is the state this department's steps change (property's register, a
+        utility's accounts).  Returns follow-up actions and the event to publish."""
+        walk = self.walks[action.matter]
+        si = walk.graph.index[action.step]
+        state = record.state(walk, action.subject)
+        follow: list[Action] = []
+        event: Event | None = None
         if action.kind == "release":
-            if register is None or action.unit_code is None:
-                return [], None
-            if not register.release(action.unit_code, action.case_id):
-                return [], None
-            return [], self._completion_event(
-                action, matter, step, stepping.Outcome.DONE, "released", "税务审核未通过: 解除锁定"
+            if walk.release(state, effects):
+                event = self._event(walk, action, si, "released", RELEASE_REASON)
+        elif action.kind == "enable":
+            base = self._carried(action)
+            follow = self._begin(walk, state, base, si, action.attempt, action.at)
+        elif action.kind == "arrive":
+            served = walk.serve(
+                state, pool, action.seq, action.segment, si, action.attempt, action.arrived
             )
-        if case.rejected:
-            return [], None
-        draw = self.model(matter.id, step).draw(
-            action.seq, action.attempt, self._scale(matter.id, action.segment)
+            if served is not None:
+                follow = [
+                    action.then("complete", served.done, start_w=served.start_w, clerk=served.clerk)
+                ]
+        else:
+            finished = walk.finish(state, action.seq, si, action.attempt, action.at, effects)
+            if finished is not None:
+                event = self._finished_event(walk, action, si, finished)
+                follow = self._after(walk, state, action, si, finished)
+        record.keep(walk, state)
+        return follow, event
+
+    def _carried(self, action: Action) -> dict[str, Any]:
+        keep = (
+            "case_id",
+            "matter",
+            "county",
+            "seq",
+            "segment",
+            "correlation_id",
+            "causation_id",
+            "unit_code",
+            "owner",
         )
-        if action.kind == "arrive":
-            served = stepping.serve(pool, self.calendar, action.arrived, draw)
-            follow = Action(
-                **{
-                    **action.to_dict(),
-                    "at": served.done,
-                    "kind": "complete",
-                    "start_w": served.start_w,
-                    "clerk": served.clerk,
-                }
-            )
-            return [follow], None
-        result = stepping.outcome(draw, action.at, self.faults)
-        reason = ""
-        if result is stepping.Outcome.DONE and step.effect and action.unit_code:
-            if step.effect == "account":
-                if accounts is not None:
-                    accounts.transfer(action.unit_code, action.owner or "")
-            elif register is not None:
-                decision = register.apply(
-                    step.effect, action.unit_code, action.case_id, action.owner
+        return {k: getattr(action, k) for k in keep}
+
+    def _after(
+        self, walk: MatterWalk, state: CaseState, action: Action, si: int, finished: Finished
+    ) -> list[Action]:
+        """What follows a finished attempt here: the next attempt, or own successors."""
+        if finished.again is not None:
+            again = finished.again
+            return [
+                action.then(
+                    "enable",
+                    again,
+                    attempt=action.attempt + 1,
+                    enabled=again,
+                    arrived=again,
+                    start_w=None,
+                    clerk=-1,
                 )
-                if not decision.ok:
-                    result, reason = stepping.Outcome.REJECT, decision.reason
-        event = self._completion_event(action, matter, step, result, reason=reason)
-        if result is stepping.Outcome.REJECT:
-            case.rejected = True
-            return [], event
-        if result is stepping.Outcome.RETRY:
-            again = stepping.retry_at(action.at, action.attempt, self.faults)
-            retry = Action(
-                **{
-                    **action.to_dict(),
-                    "at": again,
-                    "kind": "arrive",
-                    "attempt": action.attempt + 1,
-                    "enabled": again,
-                    "arrived": stepping.arrival(
-                        draw._replace(block_delay=None), again, self.calendar, self.faults
-                    ),
-                    "start_w": None,
-                    "clerk": -1,
-                }
-            )
-            retry.at = retry.arrived
-            case.enabled.append(f"{step.id}/{action.attempt + 1}")
-            return [retry], event
-        if result is stepping.Outcome.REWORK:
-            again = stepping.rework_at(draw, action.at, self.calendar)
-            retry = Action(
-                **{
-                    **action.to_dict(),
-                    "at": again,
-                    "kind": "arrive",
-                    "attempt": action.attempt + 1,
-                    "enabled": again,
-                    "arrived": again,
-                    "start_w": None,
-                    "clerk": -1,
-                }
-            )
-            case.enabled.append(f"{step.id}/{action.attempt + 1}")
-            return [retry], event
-        return [], event
+            ]
+        base = self._carried(action)
+        out: list[Action] = []
+        for nxt, enabled in finished.ready:
+            out += self._begin(walk, state, base, nxt, 0, enabled)
+        return out
 
-    def _work_seconds(self, matter: Matter, step: Step, action: Action) -> float | None:
-        if step.kind == "external":
-            return None
-        draw = self.model(matter.id, step).draw(
-            action.seq, action.attempt, self._scale(matter.id, action.segment)
-        )
-        return draw.service.us / 1e6 if draw.service is not None else None
+    # -- events ------------------------------------------------------------------------------
 
-    def _completion_event(
-        self,
-        action: Action,
-        matter: Matter,
-        step: Step,
-        result: stepping.Outcome,
-        special: str | None = None,
-        reason: str = "",
+    def _finished_event(
+        self, walk: MatterWalk, action: Action, si: int, finished: Finished
     ) -> Event:
-        if action.start_w is None:  # external step: no clerk
+        outcome = finished.outcome
+        if outcome is Outcome.REJECT:
+            return self._event(walk, action, si, "rejected", finished.reason)
+        if outcome is Outcome.RETRY:
+            return self._event(walk, action, si, "retry", finished.reason)
+        if outcome is Outcome.REWORK:
+            return self._event(walk, action, si, "rework", finished.reason)
+        return self._event(walk, action, si, "done")
+
+    def _event(
+        self, walk: MatterWalk, action: Action, si: int, outcome: str, reason: str = ""
+    ) -> Event:
+        step = walk.matter.steps[si]
+        if action.start_w is None:  # no clerk: an external step, or a release
             started = action.arrived
         else:
-            started = self.calendar.posix_at(action.start_w, at_start=True)
+            started = walk.calendars[si].posix_at(action.start_w, at_start=True)
+        work = None
+        if not walk.graph.external[si] and action.kind == "complete":
+            scale = walk.scale(action.segment)
+            work = walk.models[si].service_us(action.seq, action.attempt, scale) / 1e6
         common: dict[str, Any] = dict(
             step=step.id,
             department=step.department,
@@ -446,24 +395,22 @@ class DepartmentRules:
             segment=action.segment,
             unit_code=action.unit_code,
             owner=action.owner,
-            work_seconds=self._work_seconds(matter, step, action),
+            work_seconds=work,
         )
-        event_type = step.emits
         payload: StepCompleted
-        if special == "released":
+        event_type = step.emits
+        if outcome == "released":
             event_type = "property.released"
             payload = StepCompleted(outcome="released", reason=reason, **common)
-        elif result is stepping.Outcome.REJECT:
+        elif outcome == "rejected":
             event_type = f"{step.department}.rejected"
-            payload = StepCompleted(
-                outcome="rejected", reason=reason or f"{step.name}: 不予办理", **common
-            )
-        elif result is stepping.Outcome.RETRY:
+            payload = StepCompleted(outcome="rejected", reason=reason, **common)
+        elif outcome == "retry":
             event_type = "step.retried"
-            payload = StepCompleted(outcome="retry", reason="故障或停运: 稍后重试", **common)
-        elif result is stepping.Outcome.REWORK:
+            payload = StepCompleted(outcome="retry", reason=reason, **common)
+        elif outcome == "rework":
             event_type = "step.reworked"
-            payload = StepCompleted(outcome="rework", reason="容缺: 补正材料", **common)
+            payload = StepCompleted(outcome="rework", reason=reason, **common)
         elif event_type == "property.transferred":
             payload = PropertyTransferred(**common)
         elif event_type == "utility.transferred":
@@ -473,14 +420,12 @@ class DepartmentRules:
         return Event(
             # the same attempt always gets the same id: a re-executed action (after a
             # crash, a repeated tick) publishes a duplicate that every reader drops
-            event_id=uuid5(
-                COMPLETIONS,
-                f"{action.case_id}/{step.id}/{action.attempt}"
-                + ("/released" if special == "released" else ""),
+            event_id=completion_id(
+                action.case_id, step.id, action.attempt, released=outcome == "released"
             ),
             type=event_type,
             case_id=action.case_id,
-            matter=matter.id,
+            matter=walk.matter.id,
             county=action.county,
             occurred_at=instant(action.at),
             causation_id=UUID(action.causation_id),

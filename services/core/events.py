@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
-from uuid import UUID, uuid4
+from uuid import UUID, uuid4, uuid5
 
 from pydantic import (
     AwareDatetime,
@@ -30,7 +30,7 @@ from pydantic import (
 )
 
 from services.core.calendar import HOLIDAY_DATA_FIRST, HOLIDAY_DATA_LAST
-from services.core.catalog import Catalog, Channel, Unit, default_catalog
+from services.core.catalog import Catalog, Channel, Unit
 from services.core.errors import InputError, from_validation_error
 
 SCHEMA_VERSION = 1
@@ -152,14 +152,24 @@ CORE_EVENT_TYPES: dict[str, type[Payload]] = {
 }
 
 
-def payload_model(event_type: str, catalog: Catalog | None = None) -> type[Payload]:
-    """The payload model for an event type; ``KeyError`` for an unknown type."""
+def payload_model(event_type: str, catalog: Catalog) -> type[Payload]:
+    """The payload model for an event type under ``catalog`` (whose steps declare the
+    completion types); ``KeyError`` for a type it does not know."""
     if event_type in CORE_EVENT_TYPES:
         return CORE_EVENT_TYPES[event_type]
-    catalog = catalog or default_catalog()
     if event_type in catalog.emitted_event_types or event_type.endswith(".rejected"):
         return StepCompleted
     raise KeyError(event_type)
+
+
+#: Namespace of completion event ids (uuid5 of case, step and attempt).
+COMPLETIONS = UUID("6b7c3f0e-7a53-5f0a-9d55-0c1f4c2e6a11")
+
+
+def completion_id(case_id: str, step: str, attempt: int, *, released: bool = False) -> UUID:
+    """The id of the event that reports attempt ``attempt`` (0-based) of a case's step
+    (or the release of its lock): the same whoever computes it, however often."""
+    return uuid5(COMPLETIONS, f"{case_id}/{step}/{attempt}" + ("/released" if released else ""))
 
 
 class Event(BaseModel):
@@ -181,9 +191,10 @@ class Event(BaseModel):
 
     @model_validator(mode="after")
     def _payload_matches_type(self) -> Event:
-        expected = payload_model(self.type) if _known_type(self.type) else None
-        if expected is None:
-            raise ValueError(f"unknown event type {self.type!r}")
+        # a core type has its own payload; any other type (a completion a catalog step
+        # declares) carries a step's completion.  Whether a catalog knows the type is for
+        # decode_event, which is given the catalog.
+        expected = CORE_EVENT_TYPES.get(self.type, StepCompleted)
         if not isinstance(self.payload, expected):
             raise ValueError(
                 f"payload of a {self.type} event must be {expected.__name__}, "
@@ -206,14 +217,6 @@ class Event(BaseModel):
             correlation_id=self.correlation_id,
             payload=payload,
         )
-
-
-def _known_type(event_type: str) -> bool:
-    try:
-        payload_model(event_type)
-    except KeyError:
-        return False
-    return True
 
 
 class _EnvelopeIn(BaseModel):
@@ -244,9 +247,9 @@ def _plausible(field: str, t: datetime, source: str) -> None:
         )
 
 
-def decode_event(raw: bytes | str, *, source: str = "", catalog: Catalog | None = None) -> Event:
-    """Bytes → a valid :class:`Event`, or :class:`EventValidationError` saying why not."""
-    catalog = catalog or default_catalog()
+def decode_event(raw: bytes | str, *, catalog: Catalog, source: str = "") -> Event:
+    """Bytes → a valid :class:`Event` under ``catalog``, or :class:`EventValidationError`
+    saying why not."""
     size = len(raw)
     if size > MAX_EVENT_BYTES:
         raise EventValidationError(source, "", f"message of {size} bytes exceeds {MAX_EVENT_BYTES}")

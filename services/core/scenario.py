@@ -214,7 +214,7 @@ class RetryPolicy(_Model):
 
 
 class Faults(_Model):
-    """Fault injection for the linked-transfer saga (see :mod:`services.core.saga`).
+    """Fault injection for the walk and the linked-transfer saga (:mod:`services.core.walk`).
 
     Tax rejections, arrears (with their settlement delay) and transient faults are
     per-step branches in ``timing`` (``reject``, ``block``, ``fault``); here are the
@@ -314,6 +314,11 @@ class Scenario(_Model):
                 if timing is None:
                     raise ValueError(f"timing.{matter_id}.{step.id}: no timing for this step")
                 needed = "duration" if step.kind == "external" else "service"
+                if step.kind == "external" and timing.block is not None:
+                    raise ValueError(
+                        f"timing.{matter_id}.{step.id}.block: an external step is not "
+                        "served by clerks, so nothing can block it (use a longer duration)"
+                    )
                 if getattr(timing, needed) is None:
                     raise ValueError(
                         f"timing.{matter_id}.{step.id}.{needed}: a {step.kind} step needs it"

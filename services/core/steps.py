@@ -1,21 +1,29 @@
-"""One step's randomness and timing rules, shared by the capacity engine and the services.
+"""One step's randomness, shared by every driver of the walk.
 
 A :class:`StepModel` knows, for one (scenario, seed, matter, step), every random
 quantity a case may need at that step — clerk time, lag, external duration, rework,
-rejection, blocking and their delays — as values of named streams indexed by the
-case's sequence number (see :mod:`services.core.timing`).  :func:`advance` moves an
-instant forward by a :class:`~services.core.timing.Duration` on a calendar.
+rejection, blocking, transient faults and their delays — as values of named streams
+indexed by the case's sequence number (see :mod:`services.core.timing`).  What the
+values *mean* for the case is the walk's business (:mod:`services.core.walk`).
+
+The walk asks by ``(seq, attempt)``: a live department for one case at a time, the
+capacity engine for hundreds of thousands.  :meth:`StepModel.prepare` draws every case's
+first attempt in bulk into plain lists (already scaled and rounded), so the engine's
+hot path is a list lookup; any other attempt is read from its stream.  Both paths give
+the same numbers.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import NamedTuple
+
+import numpy as np
 
 from services.core.calendar import WorkingCalendar
 from services.core.catalog import Step
 from services.core.scenario import Scenario, StepTiming
 from services.core.timing import (
+    Clock,
     Distribution,
     DrawStream,
     Duration,
@@ -25,11 +33,16 @@ from services.core.timing import (
 
 _DAY_US = 86_400_000_000
 
+#: Branch flags of one attempt (:meth:`StepModel.branches`).
+REJECT, FAULT, REWORK, BLOCK = 1, 2, 4, 8
+_FLAGS = {"reject": REJECT, "fault": FAULT, "rework": REWORK, "block": BLOCK}
+
 
 class StepDraw(NamedTuple):
-    """What happens to one case at one attempt of one step."""
+    """Everything drawn for one case at one attempt of one step (for inspection and
+    tests; the walk reads the same values one at a time)."""
 
-    service: Duration | None  # clerk time (None for external steps)
+    service_us: int  # clerk working time, µs on the department's working clock (0: none)
     lag: Duration | None  # after service, no clerk
     duration: Duration | None  # external steps only
     rework: bool
@@ -48,8 +61,28 @@ def advance(posix: float, duration: Duration | None, calendar: WorkingCalendar) 
     return calendar.posix_at(calendar.clock_at(posix) + duration.us)
 
 
+class _Prepared:
+    """Every case's first attempt, as lists indexed by the sequence number."""
+
+    __slots__ = ("block_delay", "duration", "flags", "lag", "n", "rework_delay", "service_us")
+
+    def __init__(self) -> None:
+        self.n = 0
+        self.service_us: list[int] = []
+        self.lag: list[int] | None = None
+        self.duration: list[int] | None = None
+        self.flags: list[int] = []
+        self.rework_delay: list[int] | None = None
+        self.block_delay: list[int] | None = None
+
+
 class StepModel:
-    """Reproducible draws for one step of one matter under one scenario and seed."""
+    """Reproducible draws for one step of one matter under one scenario and seed.
+
+    ``calendar`` is the calendar the step's durations are counted on (the department's,
+    or the office calendar for an external step): it fixes how working days convert to
+    microseconds.
+    """
 
     def __init__(
         self,
@@ -66,36 +99,29 @@ class StepModel:
         self.calendar = calendar
         continuous = calendar.day_us == _DAY_US
         t = self.timing
-        self._dists: dict[str, Distribution] = {
-            purpose: dist
-            for purpose, dist in (
-                ("service", t.service),
-                ("lag", t.lag),
-                ("duration", t.duration),
-                ("rework_delay", t.rework.delay if t.rework else None),
-                ("block_delay", t.block.delay if t.block else None),
-            )
-            if dist is not None
+        dists: dict[str, Distribution | None] = {
+            "service": t.service,
+            "lag": t.lag,
+            "duration": t.duration,
+            "rework_delay": t.rework.delay if t.rework else None,
+            "block_delay": t.block.delay if t.block else None,
         }
+        self._dists: dict[str, Distribution] = {k: d for k, d in dists.items() if d is not None}
         # each duration purpose converts with a fixed factor to a fixed clock
-        self._convert: dict[str, tuple[str, float]] = {}
+        self._convert: dict[str, tuple[Clock, float]] = {}
         for purpose, dist in self._dists.items():
             unit = to_duration(1.0, dist.unit, calendar.day_us, continuous)
             self._convert[purpose] = (unit.clock, float(unit.us))
+        branches = {"rework": t.rework, "reject": t.reject, "block": t.block, "fault": t.fault}
         self._probabilities = {
             purpose: branch.probability
-            for purpose, branch in (
-                ("rework", t.rework),
-                ("reject", t.reject),
-                ("block", t.block),
-                ("fault", t.fault),
-            )
+            for purpose, branch in branches.items()
             if branch is not None and branch.probability > 0
         }
         self._streams: dict[tuple[str, int], DrawStream] = {}
-        self._n = 0
-        self._values: dict[str, list[float]] = {}
-        self._flags: dict[str, list[bool]] = {}
+        self.first = _Prepared()
+        self.has_lag = t.lag is not None
+        self.lag_clock: Clock = self._convert["lag"][0] if self.has_lag else "working"
 
     # -- streams ----------------------------------------------------------------------
 
@@ -112,101 +138,112 @@ class StepModel:
             self._streams[key] = DrawStream(self.seed, name, sampler)
         return self._streams[key]
 
-    def prepare(self, n: int) -> None:
-        """Draw the first attempt of ``n`` cases in bulk (the capacity engine's fast path)."""
-        self._n = n
-        for purpose in self._dists:
+    def prepare(self, scales: np.ndarray) -> None:
+        """Draw the first attempt of ``len(scales)`` cases in bulk; ``scales[seq]`` is
+        the time scale of case ``seq`` (see :meth:`service_us`)."""
+        n = len(scales)
+        first = _Prepared()
+
+        def values(purpose: str, scaled: bool) -> list[int] | None:
             stream = self.stream(purpose, 0)
-            assert stream is not None
-            self._values[purpose] = stream.take(n).tolist()
+            if stream is None:
+                return None
+            _, per = self._convert[purpose]
+            raw = stream.take(n) * scales if scaled else stream.take(n)
+            return np.rint(raw * per).astype(np.int64).tolist()
+
+        first.service_us = values("service", True) or [0] * n
+        first.lag = values("lag", True)
+        first.duration = values("duration", False)
+        first.rework_delay = values("rework_delay", False)
+        first.block_delay = values("block_delay", False)
+        flags = np.zeros(n, dtype=np.int64)
         for purpose, p in self._probabilities.items():
             stream = self.stream(purpose, 0)
             assert stream is not None
-            self._flags[purpose] = (stream.take(n) < p).tolist()
-        self._first = self._first_attempt_reader()
+            flags |= np.where(stream.take(n) < p, _FLAGS[purpose], 0)
+        first.flags = flags.tolist()
+        first.n = n
+        self.first = first
 
-    def _first_attempt_reader(self) -> Callable[[int, float], StepDraw]:
-        """A specialised reader of the prepared first attempts (the engine's hot path)."""
-        values, flags, convert = self._values, self._flags, self._convert
+    # -- one value at a time ----------------------------------------------------------
 
-        def reader(purpose: str) -> tuple[list[float] | None, str, float]:
-            clock, per = convert.get(purpose, ("working", 0.0))
-            return values.get(purpose), clock, per
-
-        sv, sc, sp = reader("service")
-        lv, lc, lp = reader("lag")
-        dv, dc, dp = reader("duration")
-        rv, rc, rp = reader("rework_delay")
-        bv, bc, bp = reader("block_delay")
-        rework, reject, block = flags.get("rework"), flags.get("reject"), flags.get("block")
-        fault = flags.get("fault")
-
-        def first(seq: int, scale: float) -> StepDraw:
-            again = rework is not None and rework[seq]
-            blocked = block is not None and block[seq]
-            return StepDraw(
-                Duration(sc, round(sv[seq] * scale * sp)) if sv is not None else None,
-                Duration(lc, round(lv[seq] * scale * lp)) if lv is not None else None,
-                Duration(dc, round(dv[seq] * dp)) if dv is not None else None,
-                again,
-                Duration(rc, round(rv[seq] * rp)) if again and rv is not None else None,
-                reject is not None and reject[seq],
-                Duration(bc, round(bv[seq] * bp)) if blocked and bv is not None else None,
-                fault is not None and fault[seq],
-            )
-
-        return first
-
-    def _value(self, purpose: str, seq: int, attempt: int) -> float | None:
-        if attempt == 0 and seq < self._n:
-            values = self._values.get(purpose)
-            return None if values is None else values[seq]
+    def _drawn(self, purpose: str, seq: int, attempt: int, scale: float = 1.0) -> int | None:
         stream = self.stream(purpose, attempt)
-        return None if stream is None else stream.at(seq)
-
-    def _flag(self, purpose: str, seq: int, attempt: int) -> bool:
-        if purpose not in self._probabilities:
-            return False
-        if attempt == 0 and seq < self._n:
-            return self._flags[purpose][seq]
-        stream = self.stream(purpose, attempt)
-        assert stream is not None
-        return stream.at(seq) < self._probabilities[purpose]
-
-    def _duration(
-        self, purpose: str, seq: int, attempt: int, scale: float = 1.0
-    ) -> Duration | None:
-        value = self._value(purpose, seq, attempt)
-        if value is None:
+        if stream is None:
             return None
-        clock, per = self._convert[purpose]
-        return Duration(clock, round(value * scale * per))  # type: ignore[arg-type]
+        return round(stream.at(seq) * scale * self._convert[purpose][1])
+
+    def _duration(self, purpose: str, us: int | None) -> Duration | None:
+        return None if us is None else Duration(self._convert[purpose][0], us)
+
+    def service_us(self, seq: int, attempt: int, scale: float = 1.0) -> int:
+        """Clerk working time (µs); ``scale`` (the case's segment) multiplies it."""
+        first = self.first
+        if attempt == 0 and seq < first.n:
+            return first.service_us[seq]
+        return self._drawn("service", seq, attempt, scale) or 0
+
+    def lag(self, seq: int, attempt: int, scale: float = 1.0) -> Duration | None:
+        """Time after the service without a clerk (site visits, circulation), scaled too."""
+        return self._duration("lag", self.lag_us(seq, attempt, scale) if self.has_lag else None)
+
+    def lag_us(self, seq: int, attempt: int, scale: float = 1.0) -> int:
+        """The lag in µs on :attr:`lag_clock` (0 without a lag)."""
+        first = self.first
+        if attempt == 0 and seq < first.n:
+            return first.lag[seq] if first.lag is not None else 0
+        return self._drawn("lag", seq, attempt, scale) or 0
+
+    def duration(self, seq: int, attempt: int) -> Duration | None:
+        """An external step's length."""
+        first = self.first
+        if attempt == 0 and seq < first.n and first.duration is not None:
+            return self._duration("duration", first.duration[seq])
+        return self._duration("duration", self._drawn("duration", seq, attempt))
+
+    def branches(self, seq: int, attempt: int) -> int:
+        """Which branches this attempt takes: ``REJECT | FAULT | REWORK | BLOCK`` flags
+        (only a first attempt can be blocked: arrears are settled once)."""
+        first = self.first
+        if attempt == 0 and seq < first.n:
+            return first.flags[seq]
+        flags = 0
+        for purpose, p in self._probabilities.items():
+            if purpose == "block" and attempt > 0:
+                continue
+            stream = self.stream(purpose, attempt)
+            assert stream is not None
+            if stream.at(seq) < p:
+                flags |= _FLAGS[purpose]
+        return flags
+
+    def rework_delay(self, seq: int, attempt: int) -> Duration | None:
+        """How long the applicant takes to correct the materials (when reworked)."""
+        first = self.first
+        if attempt == 0 and seq < first.n and first.rework_delay is not None:
+            return self._duration("rework_delay", first.rework_delay[seq])
+        return self._duration("rework_delay", self._drawn("rework_delay", seq, attempt))
+
+    def block_delay(self, seq: int) -> Duration | None:
+        """How long arrears take to settle (when the first attempt is blocked)."""
+        first = self.first
+        if seq < first.n and first.block_delay is not None:
+            return self._duration("block_delay", first.block_delay[seq])
+        return self._duration("block_delay", self._drawn("block_delay", seq, 0))
 
     def draw(self, seq: int, attempt: int, time_scale: float = 1.0) -> StepDraw:
-        """What happens at attempt ``attempt`` (0-based) for the case with sequence ``seq``;
-        ``time_scale`` (the case's segment) multiplies clerk time and lag."""
-        if attempt == 0 and seq < self._n:
-            return self._first(seq, time_scale)
-        rework = self._flag("rework", seq, attempt)
-        blocked = attempt == 0 and self._flag("block", seq, 0)
+        """Everything drawn for attempt ``attempt`` (0-based) of case ``seq``."""
+        flags = self.branches(seq, attempt)
         return StepDraw(
-            service=self._duration("service", seq, attempt, time_scale),
-            lag=self._duration("lag", seq, attempt, time_scale),
-            duration=self._duration("duration", seq, attempt),
-            rework=rework,
-            rework_delay=self._duration("rework_delay", seq, attempt) if rework else None,
-            reject=self._flag("reject", seq, attempt),
-            block_delay=self._duration("block_delay", seq, 0) if blocked else None,
-            fault=self._flag("fault", seq, attempt),
-        )
-
-    def mean_service_us(self) -> float:
-        """Expected clerk time per attempt (µs of working time), for capacity estimates."""
-        dist = self.timing.service
-        if dist is None:
-            return 0.0
-        return float(
-            to_duration(dist.mean_value(), dist.unit, self.calendar.day_us, self._continuous).us
+            service_us=self.service_us(seq, attempt, time_scale),
+            lag=self.lag(seq, attempt, time_scale),
+            duration=self.duration(seq, attempt),
+            rework=bool(flags & REWORK),
+            rework_delay=self.rework_delay(seq, attempt) if flags & REWORK else None,
+            reject=bool(flags & REJECT),
+            block_delay=self.block_delay(seq) if flags & BLOCK else None,
+            fault=bool(flags & FAULT),
         )
 
 

@@ -26,6 +26,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 DurationUnit = Literal["minutes", "hours", "working_days", "calendar_days"]
+Clock = Literal["working", "clock"]
 _US_PER = {"minutes": 60_000_000, "hours": 3_600_000_000, "calendar_days": 86_400_000_000}
 
 
@@ -152,7 +153,7 @@ Distribution = Annotated[
 class Duration(NamedTuple):
     """An amount of time on one of the two clocks, in integer microseconds."""
 
-    clock: Literal["working", "clock"]
+    clock: Clock
     us: int
 
 
@@ -196,12 +197,15 @@ class DrawStream:
     def take(self, n: int) -> np.ndarray:
         """The first ``n`` values."""
         if n > len(self._values):
-            need = max(n - len(self._values), self._chunk)
+            # grow geometrically: a live service asks for ever later sequence numbers
+            need = max(n - len(self._values), len(self._values), self._chunk)
             self._values = np.concatenate([self._values, self._sampler(self._rng, need)])
         return self._values[:n]
 
     def at(self, k: int) -> float:
-        return float(self.take(k + 1)[k])
+        if k >= len(self._values):
+            self.take(k + 1)
+        return float(self._values[k])
 
 
 def uniform_sampler(rng: np.random.Generator, size: int) -> np.ndarray:

@@ -2,9 +2,12 @@
 
 Choreography: every department publishes the events of its own steps on its own
 topic and subscribes to the topics that carry its steps' predecessors (derived from
-the catalog DAG).  Submissions come in on one topic, the tracker's verdicts go out on
-another, and anything malformed goes to the dead-letter topic.  All topics are keyed
-by county, so one county's clerk pool lives in exactly one worker.
+the catalog DAG).  Rejections go to one topic of their own, read by the departments
+that may still have work for a rejected case (a step running in parallel with the one
+that rejected it, or a lock to release).  Submissions come in on one topic, the
+tracker's verdicts go out on another, and anything malformed goes to the dead-letter
+topic.  All topics are keyed by county, so one county's clerk pool lives in exactly one
+worker.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from services.core.catalog import Catalog
+from services.core.catalog import Catalog, Matter
 
 _PREFIX = re.compile(r"^[a-z][a-z0-9_-]*$")
 
@@ -37,6 +40,11 @@ class Topics:
         return f"{self.prefix}.dept.{department_id}"
 
     @property
+    def rejections(self) -> str:
+        """Every department's ``<department>.rejected`` events."""
+        return f"{self.prefix}.rejections"
+
+    @property
     def cases(self) -> str:
         """The tracker's ``case.completed`` / ``case.rejected`` verdicts."""
         return f"{self.prefix}.cases"
@@ -51,18 +59,51 @@ class Topics:
         return f"{self.prefix}.control"
 
     def inputs_of(self, catalog: Catalog, department_id: str) -> tuple[str, ...]:
-        """Topics a department must read: submissions if it runs an entry step, plus the
-        topics of every department that runs a predecessor of one of its steps."""
+        """Topics a department must read: submissions if it runs an entry step, the
+        topics of every other department that runs a predecessor of one of its steps,
+        and the rejections if it may hear of one (:func:`hears_rejections`).  Its own
+        successors it enables itself."""
         topics: set[str] = set()
         for matter, step in catalog.steps_of(department_id):
             if not step.depends_on:
                 topics.add(self.submissions)
             for dep in step.depends_on:
-                topics.add(self.department(matter.step(dep).department))
+                other = matter.step(dep).department
+                if other != department_id:
+                    topics.add(self.department(other))
+        if hears_rejections(catalog, department_id):
+            topics.add(self.rejections)
         return tuple(sorted(topics))
 
     def all(self, catalog: Catalog) -> tuple[str, ...]:
         """Every topic the twin uses."""
-        names = {self.submissions, self.cases, self.dead_letters, self.control}
+        names = {self.submissions, self.rejections, self.cases, self.dead_letters, self.control}
         names.update(self.department(d.id) for d in catalog.departments)
         return tuple(sorted(names))
+
+
+def _ancestors(matter: Matter) -> dict[str, set[str]]:
+    out: dict[str, set[str]] = {}
+    for step in matter.ordered_steps:
+        out[step.id] = set(step.depends_on).union(*(out[d] for d in step.depends_on))
+    return out
+
+
+def hears_rejections(catalog: Catalog, department_id: str) -> bool:
+    """Whether a department must hear of rejections made elsewhere: when another
+    department's step may reject a case while one of its own steps of that case is still
+    under way (the two are parallel: neither precedes the other), or when it locked the
+    case's unit (the lock is released)."""
+    for matter in catalog.matters:
+        mine = [s for s in matter.steps if s.department == department_id]
+        others = [s for s in matter.steps if s.department != department_id]
+        if not mine or not others:
+            continue
+        before = _ancestors(matter)
+        for step in mine:
+            if step.effect == "lock":
+                return True
+            for other in others:
+                if other.id not in before[step.id] and step.id not in before[other.id]:
+                    return True
+    return False

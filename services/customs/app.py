@@ -1,5 +1,5 @@
-"""The customs department's Faust worker: `python -m faust -A services.customs.app worker`."""
+"""The customs department's entry point: `python -m faust -A services.customs.app worker`."""
 
-from services.runtime.services import department_app
+from services.runtime.department import department_app
 
 app = department_app("customs")

@@ -1,5 +1,5 @@
-"""The finance department's Faust worker: `python -m faust -A services.finance.app worker`."""
+"""The finance department's entry point: `python -m faust -A services.finance.app worker`."""
 
-from services.runtime.services import department_app
+from services.runtime.department import department_app
 
 app = department_app("finance")

@@ -1,5 +1,5 @@
-"""The gas department's Faust worker: `python -m faust -A services.gas.app worker`."""
+"""The gas department's entry point: `python -m faust -A services.gas.app worker`."""
 
-from services.runtime.services import department_app
+from services.utilities.service import utility_app
 
-app = department_app("gas")
+app = utility_app("gas")

@@ -1,5 +1,5 @@
-"""The housing fund centre's Faust worker: `faust -A services.housingfund.app worker`."""
+"""The housing fund's entry point: `python -m faust -A services.housingfund.app worker`."""
 
-from services.runtime.services import department_app
+from services.runtime.department import department_app
 
 app = department_app("housingfund")

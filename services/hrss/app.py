@@ -1,5 +1,5 @@
-"""The hrss department's Faust worker: `python -m faust -A services.hrss.app worker`."""
+"""The hrss department's entry point: `python -m faust -A services.hrss.app worker`."""
 
-from services.runtime.services import department_app
+from services.runtime.department import department_app
 
 app = department_app("hrss")

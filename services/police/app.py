@@ -1,5 +1,5 @@
-"""The police department's Faust worker: `python -m faust -A services.police.app worker`."""
+"""The police department's entry point: `python -m faust -A services.police.app worker`."""
 
-from services.runtime.services import department_app
+from services.runtime.department import department_app
 
 app = department_app("police")

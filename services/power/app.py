@@ -1,5 +1,5 @@
-"""The power department's Faust worker: `python -m faust -A services.power.app worker`."""
+"""The power department's entry point: `python -m faust -A services.power.app worker`."""
 
-from services.runtime.services import department_app
+from services.utilities.service import utility_app
 
-app = department_app("power")
+app = utility_app("power")

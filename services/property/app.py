@@ -1,5 +1,5 @@
-"""The property department's Faust worker: `python -m faust -A services.property.app worker`."""
+"""The property department's entry point: `python -m faust -A services.property.app worker`."""
 
-from services.runtime.services import department_app
+from services.property.service import property_app
 
-app = department_app("property")
+app = property_app()

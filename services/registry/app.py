@@ -1,5 +1,5 @@
-"""The registry department's Faust worker: `python -m faust -A services.registry.app worker`."""
+"""The registry department's entry point: `python -m faust -A services.registry.app worker`."""
 
-from services.runtime.services import department_app
+from services.runtime.department import department_app
 
 app = department_app("registry")

@@ -9,11 +9,7 @@ from aiokafka.partitioner import DefaultPartitioner
 from faust.tables.table import Table
 
 from services.runtime.settings import Settings
-
-#: One partition per county (Shangrao has 12): a county's clerk pool lives in exactly
-#: one worker, and a department scales up to 12 workers.
-PARTITIONS = 12
-
+from services.runtime.topology import PARTITIONS
 
 _PARTITIONER = DefaultPartitioner()
 

@@ -3,7 +3,8 @@
 ``up`` starts the embedded broker (or checks ``GOVFLOW_BROKER_URL``), creates the topics,
 starts a Faust worker per service, waits until every one has joined its consumer group,
 and records pids, ports and log files in ``<data_dir>/state.json``.  ``down`` stops
-exactly what ``up`` started.  Logs: ``<data_dir>/logs/<service>.log``.
+exactly what ``up`` started and returns only when every process has exited (SIGKILL
+after a timeout).  Logs: ``<data_dir>/logs/<service>.log``.
 """
 
 from __future__ import annotations
@@ -26,22 +27,12 @@ import yaml
 from services.core.catalog import Catalog
 from services.core.errors import InputError
 from services.core.topics import Topics
-from services.runtime.app import PARTITIONS
-from services.runtime.broker import (
-    EmbeddedBroker,
-    bootstrap_of,
-    ensure_topics,
-    process_alive,
-    require_broker,
-    stop_process,
-)
+from services.runtime.broker import EmbeddedBroker, bootstrap_of, ensure_topics, require_broker
+from services.runtime.processes import ALIVE, GONE, process_alive, stop_process, stop_processes
 from services.runtime.settings import Settings
+from services.runtime.topology import service_names, topic_partitions
 
-
-def service_names(catalog: Catalog) -> list[str]:
-    """Every department that performs a step, and the tracker."""
-    used = {s.department for m in catalog.matters for s in m.steps}
-    return [*sorted(used), "tracker"]
+__all__ = ["service_names", "topic_partitions"]
 
 
 @dataclass
@@ -81,10 +72,6 @@ class TwinState:
 
 def state_path(settings: Settings) -> Path:
     return settings.data_dir / "state.json"
-
-
-def topic_partitions(catalog: Catalog, topics: Topics) -> dict[str, int]:
-    return {t: 1 if t == topics.control else PARTITIONS for t in topics.all(catalog)}
 
 
 def free_port(start: int = 0) -> int:
@@ -341,18 +328,41 @@ def status(settings: Settings) -> tuple[TwinState | None, list[ServiceStatus]]:
     return state, rows
 
 
-def down(settings: Settings) -> list[str]:
-    """Stop what ``up`` started (services, then the embedded broker); names stopped."""
+@dataclass
+class Stopped:
+    """What ``down`` stopped: each process's name and outcome (exited, killed …)."""
+
+    outcomes: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def names(self) -> list[str]:
+        return [n for n, o in self.outcomes.items() if o != GONE]
+
+    @property
+    def still_running(self) -> list[str]:
+        return [n for n, o in self.outcomes.items() if o == ALIVE]
+
+
+def down(settings: Settings, timeout: float = 10.0) -> Stopped:
+    """Stop what ``up`` started — the services first, then Prometheus and the embedded
+    broker — and wait until every process has exited."""
     path = state_path(settings)
     state = TwinState.load(path)
+    stopped = Stopped()
     if state is None:
-        return []
-    stopped = [n for n, p in state.services.items() if stop_process(p.pid, timeout=10)]
-    if state.prometheus is not None and stop_process(state.prometheus.pid, timeout=10):
-        stopped.append("prometheus")
-    if state.broker_pid is not None and stop_process(state.broker_pid, timeout=10):
-        stopped.append("broker")
-    path.unlink(missing_ok=True)
+        return stopped
+    services = {p.pid: name for name, p in state.services.items()}
+    stopped.outcomes.update(
+        {services[pid]: o for pid, o in stop_processes(services, timeout).items()}
+    )
+    last = {}
+    if state.prometheus is not None:
+        last[state.prometheus.pid] = "prometheus"
+    if state.broker_pid is not None:
+        last[state.broker_pid] = "broker"
+    stopped.outcomes.update({last[pid]: o for pid, o in stop_processes(last, timeout).items()})
+    if not stopped.still_running:
+        path.unlink(missing_ok=True)
     ready = settings.data_dir / "ready"
     for marker in ready.glob("*") if ready.exists() else []:
         marker.unlink()

@@ -1,5 +1,5 @@
-"""The tax department's Faust worker: `python -m faust -A services.tax.app worker`."""
+"""The tax department's entry point: `python -m faust -A services.tax.app worker`."""
 
-from services.runtime.services import department_app
+from services.tax.service import tax_app
 
-app = department_app("tax")
+app = tax_app()

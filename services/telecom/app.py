@@ -1,5 +1,5 @@
-"""The telecom department's Faust worker: `python -m faust -A services.telecom.app worker`."""
+"""The telecom department's entry point: `python -m faust -A services.telecom.app worker`."""
 
-from services.runtime.services import department_app
+from services.utilities.service import utility_app
 
-app = department_app("telecom")
+app = utility_app("telecom")

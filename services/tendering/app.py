@@ -1,5 +1,5 @@
-"""The tendering department's Faust worker: `python -m faust -A services.tendering.app worker`."""
+"""The tendering department's entry point: `python -m faust -A services.tendering.app worker`."""
 
-from services.runtime.services import department_app
+from services.runtime.department import department_app
 
 app = department_app("tendering")

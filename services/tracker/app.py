@@ -1,5 +1,5 @@
-"""The tracker's Faust worker: `python -m faust -A services.tracker.app worker`."""
+"""The tracker's entry point: `python -m faust -A services.tracker.app worker`."""
 
-from services.runtime.services import tracker_app
+from services.tracker.service import tracker_app
 
 app = tracker_app()

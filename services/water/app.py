@@ -1,5 +1,5 @@
-"""The water department's Faust worker: `python -m faust -A services.water.app worker`."""
+"""The water department's entry point: `python -m faust -A services.water.app worker`."""
 
-from services.runtime.services import department_app
+from services.utilities.service import utility_app
 
-app = department_app("water")
+app = utility_app("water")

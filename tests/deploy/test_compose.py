@@ -74,7 +74,7 @@ def docker_compose() -> str:
 def test_the_service_packages_are_what_govflow_up_starts():
     """Compose runs the same workers as `govflow up` (supervisor.service_names)."""
     from services.core.catalog import default_catalog
-    from services.runtime.supervisor import service_names
+    from services.runtime.topology import service_names
 
     assert "tracker" in SERVICE_PACKAGES
     assert sorted(service_names(default_catalog())) == SERVICE_PACKAGES
@@ -233,7 +233,7 @@ def test_topics_job_creates_every_topic_on_a_real_broker(services, tmp_path):
     from services.core.catalog import default_catalog
     from services.core.topics import Topics
     from services.runtime.broker import EmbeddedBroker
-    from services.runtime.supervisor import topic_partitions
+    from services.runtime.topology import topic_partitions
 
     script = str(services["topics"]["command"][2])
     env = {k: v for k, v in os.environ.items() if not k.startswith("GOVFLOW_")}

@@ -8,13 +8,8 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from services.core.errors import InputError
-from services.runtime.broker import (
-    EmbeddedBroker,
-    ensure_topics,
-    free_port,
-    process_alive,
-    require_broker,
-)
+from services.runtime.broker import EmbeddedBroker, ensure_topics, free_port, require_broker
+from services.runtime.processes import process_alive
 
 pytestmark = pytest.mark.integration
 

@@ -12,10 +12,9 @@ import numpy as np
 import pytest
 
 from services.core.catalog import default_catalog
-from services.core.saga import audit
 from services.core.scenario import load_scenario
 from simulator.engine import run_replication
-from simulator.ledger import simulation_facts
+from simulator.ledger import audit, simulation_facts
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -49,9 +48,11 @@ def test_every_fault_happens_and_the_invariant_holds(faulty):
 
 def test_rejected_transfers_keep_the_old_owner_and_no_lock(faulty):
     _, _, rep = faulty
-    owners = {s.owner for s in rep.register.values()}
+    units = [f for f in simulation_facts(rep) if f["fact"] == "unit"]
+    owners = {f["owner"] for f in units}
     assert any(o.startswith("业主-") for o in owners)  # refused: still the original owner
-    assert any(o.startswith("买受人-") for o in owners)
+    assert any(o.startswith("买受人-linked_transfer-") for o in owners)
+    assert all(f["locked_by"] is None for f in units)
     assert all(s.locked_by is None for s in rep.register.values())
 
 

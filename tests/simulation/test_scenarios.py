@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 
@@ -123,7 +124,7 @@ def test_prepared_draws_equal_lazy_draws(catalog):
         for step in matter.steps:
             calendar = scenario.calendar(step.department)
             bulk = StepModel(scenario, matter_id, step, 99, calendar)
-            bulk.prepare(300)
+            bulk.prepare(np.full(300, 0.5))  # every case at time scale 0.5
             lazy = StepModel(scenario, matter_id, step, 99, calendar)
             for seq in (0, 1, 17, 299, 450):
                 for attempt in (0, 1, 2):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 from pathlib import Path
 from unittest.mock import AsyncMock, patch
@@ -11,36 +12,55 @@ from unittest.mock import AsyncMock, patch
 import pytest
 
 from services.core.calendar import CalendarRangeError
-from services.core.scenario import load_scenario
-from services.runtime.clock import RunAnnounced
-from services.runtime.services import DepartmentService, Service
+from services.core.catalog import default_catalog
+from services.core.department import Action
+from services.core.scenario import load_scenario, read_scenario_data
+from services.core.steps import REWORK
+from services.property.service import REGISTER
+from services.runtime.control import RunAnnounced
+from services.runtime.department import DepartmentService
+from services.runtime.service import Service
 from services.runtime.settings import Settings
 from simulator.virtual import submissions
 
 SCENARIO = Path(__file__).resolve().parents[2] / "scenarios" / "demo.yaml"
 
 
-@pytest.fixture
-def property_service(tmp_path):
-    service = DepartmentService("property", Settings(data_dir=tmp_path), "kafka://127.0.0.1:9")
-    service.announce(
-        RunAnnounced(
-            run_id="t1",
-            scenario=SCENARIO,
-            seed=5,
-            speed=8640.0,
-            sim_epoch=time.time(),
-            wall_epoch=time.time(),
-        )
+def announcement(run_id: str = "t1", *, sim_epoch: float | None = None, speed: float = 8640.0):
+    return RunAnnounced.of(
+        read_scenario_data(SCENARIO),
+        run_id=run_id,
+        seed=5,
+        speed=speed,
+        sim_epoch=time.time() if sim_epoch is None else sim_epoch,
+        wall_epoch=time.time(),
     )
+
+
+def started(service: Service, run: RunAnnounced) -> Service:
+    assert service.announce(run, run.load(service.catalog))
     return service
 
 
-def linked_submission():
-    from services.core.catalog import default_catalog
+@pytest.fixture
+def property_service(tmp_path):
+    service = DepartmentService(
+        "property", Settings(data_dir=tmp_path), "kafka://127.0.0.1:9", default_catalog(), REGISTER
+    )
+    return started(service, announcement())
 
+
+def linked_submissions():
+    """The demo's linked transfers, each with whether its first acceptance is corrected."""
     scenario = load_scenario(SCENARIO, default_catalog())
-    return next(e for e in submissions(scenario, 5) if e.matter == "linked_transfer")
+    from services.core.department import DepartmentRules
+
+    rules = DepartmentRules(default_catalog(), scenario, "property", 5)
+    accept = rules.walks["linked_transfer"].models[0]
+    for event in submissions(scenario, 5):
+        if event.matter == "linked_transfer":
+            seq = int(event.payload.attributes["seq"])  # type: ignore[union-attr]
+            yield event, bool(accept.branches(seq, 0) & REWORK)
 
 
 def delivered(*args: object, **kwargs: object) -> asyncio.Future[None]:
@@ -58,7 +78,7 @@ def undelivered(*args: object, **kwargs: object) -> asyncio.Future[None]:
 
 async def test_completions_not_delivered_are_redone_with_the_same_ids(property_service):
     service = property_service
-    event = linked_submission()
+    event, _ = next(linked_submissions())
     with patch.object(service.output_topic, "send", new=AsyncMock(side_effect=undelivered)):
         async with service.inputs_agent.test_context() as inputs:
             await inputs.put(event.to_bytes(), key=event.county.encode())
@@ -70,13 +90,13 @@ async def test_completions_not_delivered_are_redone_with_the_same_ids(property_s
         await service.run_due()
         await service.run_due()
     sent = [json.loads(c.kwargs["value"]) for c in published.call_args_list]
-    assert len(sent) == 1 and sent[0]["case_id"] == event.case_id
+    assert [e["case_id"] for e in sent] == [event.case_id]
     assert len(service.pending) == 0
 
 
 async def test_submission_plans_the_entry_step_once(property_service):
     service = property_service
-    event = linked_submission()
+    event, _ = next(linked_submissions())
     with patch.object(service.dead_letter_topic, "send", new=AsyncMock()) as dead:
         async with service.inputs_agent.test_context() as agent:
             await agent.put(event.to_bytes(), key=event.county.encode())
@@ -100,36 +120,107 @@ async def test_malformed_input_goes_to_the_dead_letter_topic(property_service):
     assert len(service.pending) == 0
 
 
-async def test_due_work_assigns_a_clerk_then_completes(property_service):
-    service = property_service  # its sim clock is far past the 2021 case: all work is due
-    event = linked_submission()
+@pytest.mark.parametrize("corrected", [False, True], ids=["done", "corrected (补正)"])
+async def test_due_work_assigns_a_clerk_then_completes(property_service, corrected):
+    """The sim clock is far past the 2021 case, so all its work is due: the clerk is
+    assigned and the acceptance finishes — done (the unit locked), or sent back for
+    correction (补正), as the walk's draw for this case says; a follow-up already due
+    (the applicant's return) is executed in the same tick."""
+    service = property_service
+    event = next(e for e, reworked in linked_submissions() if reworked == corrected)
     with patch.object(
         service.output_topic, "send", new=AsyncMock(side_effect=delivered)
     ) as published:
         async with service.inputs_agent.test_context() as inputs:
             await inputs.put(event.to_bytes(), key=event.county.encode())
-            await service.run_due()  # the clock: assign the clerk, emit the completion
-            await service.run_due()  # nothing left: nothing more
+            await service.run_due()
     sent = [json.loads(c.kwargs["value"]) for c in published.call_args_list]
-    assert [e["type"] for e in sent] in (["property.locked"], ["step.reworked"])
-    assert sent[0]["payload"]["clerk"] == f"property/{event.county}/1"
+    assert sent[0]["type"] == ("step.reworked" if corrected else "property.locked")
+    assert sent[0]["payload"]["clerk"].startswith(f"property/{event.county}/")
     assert sent[0]["case_id"] == event.case_id
-    pool_keys = list(service.pools.keys())
-    assert pool_keys == [f"{event.county}|t1"]  # the county's clerks, kept in its partition
+    assert list(service.tables.pools.keys()) == [f"{event.county}|t1"]  # in its partition
+    attempts = [e["payload"]["attempt"] for e in sent]
+    if corrected:  # the applicant's return is due as well: attempt 2 ran in the same tick
+        assert attempts[:2] == [1, 2]
+    else:
+        assert attempts == [1]
+    assert len(service.pending) == 0
+    if sent[-1]["type"] == "property.locked":  # the register knows the case's lock
+        units = list(service.tables.kept.values())
+        assert [u["locked_by"] for u in units] == [event.case_id]
 
 
-async def test_a_clock_outside_the_calendar_does_not_stop_the_metrics_timer(tmp_path):
-    """bench/pipeline.py announces a run ten years ahead (all work due at once): the
-    gauges cannot be computed there, and the worker must carry on regardless."""
-    service = DepartmentService("tax", Settings(data_dir=tmp_path), "kafka://127.0.0.1:9")
-    far = time.time() + 10 * 365 * 86400
-    service.announce(
-        RunAnnounced(
-            run_id="t2", scenario=SCENARIO, seed=5, speed=1.0, sim_epoch=far, wall_epoch=time.time()
-        )
+async def test_an_action_that_raises_is_dead_lettered_and_its_county_goes_on(property_service):
+    service = property_service
+    good, _ = next(linked_submissions())
+    with patch.object(service.output_topic, "send", new=AsyncMock(side_effect=delivered)):
+        async with service.inputs_agent.test_context() as inputs:
+            await inputs.put(good.to_bytes(), key=good.county.encode())
+    broken = Action.from_dict(next(iter(service.pending.values())))
+    broken.case_id, broken.step = broken.case_id + "x", "no_such_step"  # cannot be executed
+    service.schedule.plan(broken)
+    with (
+        patch.object(
+            service.output_topic, "send", new=AsyncMock(side_effect=delivered)
+        ) as published,
+        patch.object(
+            service.dead_letter_topic, "send", new=AsyncMock(side_effect=delivered)
+        ) as dead,
+    ):
+        await service.run_due()
+        await service.run_due()  # the broken action is gone: not retried every tick
+    letters = [json.loads(c.kwargs["value"]) for c in dead.call_args_list]
+    assert len(letters) == 1
+    assert "no_such_step" in letters[0]["reason"] and letters[0]["field"].startswith("pending[")
+    assert [json.loads(c.kwargs["value"])["case_id"] for c in published.call_args_list] == [
+        good.case_id
+    ]
+    assert len(service.pending) == 0
+
+
+async def test_an_announcement_that_does_not_match_its_hash_is_refused(tmp_path):
+    service = DepartmentService(
+        "tax", Settings(data_dir=tmp_path), "kafka://127.0.0.1:9", default_catalog()
     )
+    run = announcement("t3")
+    tampered = run.model_copy(update={"scenario": {**run.scenario, "seed": 99}})
+    with patch.object(service.dead_letter_topic, "send", new=AsyncMock()) as dead:
+        assert not await service.take_announcement(tampered.to_bytes(), 0, 7)
+        assert not await service.take_announcement(b"x" * (2 * 1024 * 1024), 0, 8)
+        assert not await service.take_announcement(b'{"type": "run.started"}', 0, 9)
+        assert service.control.run is None and service.rules is None
+        assert await service.take_announcement(run.to_bytes(), 0, 10)
+    letters = [json.loads(c.kwargs["value"]) for c in dead.call_args_list]
+    assert [d["offset"] for d in letters] == [7, 8, 9]
+    assert "does not match" in letters[0]["reason"] and letters[0]["field"] == "scenario_sha256"
+    assert "exceeds" in letters[1]["reason"]
+    assert service.control.run is not None and service.control.run.run_id == "t3"
+
+
+async def test_input_waits_for_the_run_without_polling(tmp_path):
+    service = DepartmentService(
+        "tax", Settings(data_dir=tmp_path), "kafka://127.0.0.1:9", default_catalog()
+    )
+    waiting = asyncio.create_task(service.control.wait())
+    await asyncio.sleep(0.05)
+    assert not waiting.done()
+    run = announcement("t4")
+    service.announce(run, run.load(service.catalog))
+    assert (await asyncio.wait_for(waiting, 1.0)).run_id == "t4"
+
+
+async def test_a_clock_outside_the_calendar_does_not_stop_the_metrics_timer(tmp_path, caplog):
+    """bench/pipeline.py announces a run ten years ahead (all work due at once): the
+    gauges cannot be computed there; the timer logs it once and carries on."""
+    service = DepartmentService(
+        "tax", Settings(data_dir=tmp_path), "kafka://127.0.0.1:9", default_catalog()
+    )
+    started(service, announcement("t2", sim_epoch=time.time() + 10 * 365 * 86400, speed=1.0))
     with patch.object(Service, "refresh_gauges", lambda self: None):  # no consumer here
         with pytest.raises(CalendarRangeError, match="outside this calendar"):
             service.refresh_gauges()  # what the timer runs …
-        await service.observe()  # … and the timer survives it
-        await service.observe()
+        with caplog.at_level(logging.WARNING):
+            await service.observe()  # … survives, and says so once
+            await service.observe()
+    warnings = [r for r in caplog.records if "gauges not refreshed" in r.getMessage()]
+    assert len(warnings) == 1 and "CalendarRangeError" in warnings[0].getMessage()

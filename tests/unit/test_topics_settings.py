@@ -8,28 +8,39 @@ import pytest
 
 from services.core.catalog import default_catalog
 from services.core.errors import InputError
-from services.core.topics import Topics
+from services.core.topics import Topics, hears_rejections
 from services.runtime.settings import load_settings
 
 
 def test_department_inputs_follow_the_dag():
     topics = Topics()
     catalog = default_catalog()
-    # police engraves seals after registration only
-    assert topics.inputs_of(catalog, "police") == ("govflow.dept.registry",)
-    # tax: entry steps (清税, rebates, …), after registration and property acceptance, and
-    # its own topic (a rebate's review follows its own declaration step)
+    # police engraves seals after registration, in parallel with tax, social security and
+    # the housing fund: a rejection among them must reach it
+    assert topics.inputs_of(catalog, "police") == ("govflow.dept.registry", "govflow.rejections")
+    # tax: entry steps (清税, rebates, …), after registration and property acceptance; its
+    # own successors (a rebate's review after its declaration) it enables itself
     tax = topics.inputs_of(catalog, "tax")
     assert set(tax) == {
         "govflow.submissions",
         "govflow.dept.registry",
         "govflow.dept.property",
-        "govflow.dept.tax",
+        "govflow.rejections",
     }
-    # telecom only transfers accounts after the property registration
-    assert topics.inputs_of(catalog, "telecom") == ("govflow.dept.property",)
+    # telecom transfers accounts after the property registration, beside the other utilities
+    assert topics.inputs_of(catalog, "telecom") == ("govflow.dept.property", "govflow.rejections")
+    # approval only follows the utilities' designs, and nothing runs beside it
+    assert not hears_rejections(catalog, "approval")
+    assert "govflow.rejections" not in topics.inputs_of(catalog, "approval")
     assert "govflow.deadletter" in topics.all(catalog)
-    assert len(topics.all(catalog)) == 4 + len(catalog.departments)
+    assert len(topics.all(catalog)) == 5 + len(catalog.departments)
+
+
+def test_a_department_that_locks_hears_rejections_even_without_parallel_steps():
+    catalog = default_catalog()
+    # property takes the linked transfer's lock: a refusal at the tax pivot releases it
+    assert hears_rejections(catalog, "property")
+    assert "govflow.rejections" in Topics().inputs_of(catalog, "property")
 
 
 def test_topic_prefix_is_checked():

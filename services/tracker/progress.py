@@ -1,10 +1,11 @@
 """The tracker's rule: follow each case's steps and judge it against its targets.
 
 Fed every event of a case (submission, each step attempt), a :class:`CaseProgress`
-knows when the case is terminal — all final steps done, or a step rejected it — and
-then measures every target with :mod:`services.core.measure` (the capacity engine's own
+knows when the case is terminal — complete by the walk's rule (all final steps done,
+:meth:`~services.core.walk.MatterGraph.completed`), or a step rejected it — and then
+measures every target with :mod:`services.core.measure` (the capacity engine's own
 measurement, on arrays of one case).  Idempotent: an event id seen before is ignored;
-the verdict is given once.
+the verdict is given once.  Pure: the tracker service and the virtual twin run it.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from services.core.events import (
     Verdict,
 )
 from services.core.measure import StepTimes, elapsed, measure_target
+from services.core.walk import MatterGraph
 
 
 @dataclass
@@ -77,13 +79,23 @@ class CaseProgress:
             self.steps[payload.step] = asdict(progress)
         return True
 
+    def completed_at(self, matter: Matter) -> float | None:
+        """When the case completed (the walk's rule), or None."""
+        graph = _graph(matter)
+        done = {
+            graph.index[s]: p["done"]
+            for s, p in self.steps.items()
+            if p.get("finished") and s in graph.index
+        }
+        return graph.completed(done)
+
     def terminal(self, matter: Matter) -> str | None:
         """``completed``, ``rejected`` or None (still running, or submission not seen)."""
         if self.submitted is None:
             return None
         if self.rejected_step is not None:
             return "rejected"
-        if all(self.step(s.id).finished for s in matter.final_steps):
+        if self.completed_at(matter) is not None:
             return "completed"
         return None
 
@@ -107,7 +119,8 @@ class CaseProgress:
                 ),
                 trigger.occurred_at,
             )
-        completed = max(self.step(s.id).done for s in matter.final_steps)
+        completed = self.completed_at(matter)
+        assert completed is not None
         times = StepTimes(
             {s.id: np.array([self.step(s.id).enabled]) for s in matter.steps},
             {s.id: np.array([self.step(s.id).done]) for s in matter.steps},
@@ -141,6 +154,16 @@ class CaseProgress:
             CaseCompleted(submitted_at=submitted_at, latency=latency, verdicts=verdicts),
             _instant(completed),
         )
+
+
+_GRAPHS: dict[int, MatterGraph] = {}
+
+
+def _graph(matter: Matter) -> MatterGraph:
+    graph = _GRAPHS.get(id(matter))
+    if graph is None or graph.matter is not matter:
+        graph = _GRAPHS[id(matter)] = MatterGraph(matter)
+    return graph
 
 
 def _instant(posix: float) -> datetime:

@@ -1,15 +1,21 @@
-"""Prometheus metrics of the twin's processes (prometheus-client).
+"""A service's health: its Prometheus metrics (prometheus-client) and its readiness.
 
 Names follow Prometheus conventions: base units (``_seconds``), counters end in
 ``_total``, no per-case labels. Business latency is in each matter's target unit with
 buckets around the plan's targets. Each process has its own registry and serves it on
 its own port (``GOVFLOW_METRICS_PORT``; ``govflow up`` gives each worker the next port
 and lists them in ``govflow status``); ``deploy/prometheus`` scrapes them.
+
+Readiness: once a worker has partitions assigned it writes ``<data dir>/ready/<service>``
+(its pid, partitions and metrics port); ``govflow up`` waits for every service's file.
 """
 
 from __future__ import annotations
 
+import json
+import os
 from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
@@ -176,3 +182,14 @@ class ReplayMetrics:
     def serve(self, port: int) -> int:
         server, _ = start_http_server(port, registry=self.registry)
         return int(server.server_port)
+
+
+def report_ready(data_dir: Path, service: str, partitions: list[str], port: int | None) -> Path:
+    """Record that ``service`` has joined its consumer group (see the module doc)."""
+    ready = data_dir / "ready"
+    ready.mkdir(parents=True, exist_ok=True)
+    marker = ready / service
+    marker.write_text(
+        json.dumps({"pid": os.getpid(), "partitions": sorted(partitions), "metrics_port": port})
+    )
+    return marker

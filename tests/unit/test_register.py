@@ -1,4 +1,5 @@
-"""The property register, the utility accounts and the audit (services.core.saga)."""
+"""The property register, the utility accounts — through the walk's Effects interface as
+well as directly — and the audit of a run's ledger."""
 
 from __future__ import annotations
 
@@ -6,14 +7,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from services.core.saga import (
-    UTILITIES,
-    UnitRegister,
-    UtilityAccounts,
-    audit,
-    original_owner,
-    unit_code,
-)
+from services.core.units import original_owner, unit_code
+from services.core.walk import Subject
+from services.property.register import UnitRegister, owner_of
+from services.utilities.accounts import UTILITIES, UtilityAccounts
+from simulator.ledger import audit
 
 UNIT = unit_code(0, 42)
 BUYER = "买受人-linked_transfer-0000001"
@@ -76,31 +74,66 @@ SAGA_CASES = [
 @pytest.mark.parametrize(("operations", "decisions", "owner", "locked_by"), SAGA_CASES)
 def test_register_transitions(operations, decisions, owner, locked_by):
     register = UnitRegister()
-    got = [register.apply(effect, UNIT, case, BUYER).ok for effect, case in operations]
+    got = [register.decide(effect, UNIT, case, BUYER).ok for effect, case in operations]
     assert got == decisions
     state = register.unit(UNIT)
-    assert state.owner == (owner or original_owner(UNIT))
+    assert owner_of(UNIT, state) == (owner or original_owner(UNIT))
     assert state.locked_by == locked_by
+
+
+@pytest.mark.parametrize(("operations", "decisions", "owner", "locked_by"), SAGA_CASES)
+def test_the_walk_drives_the_same_transitions_through_its_interface(
+    operations, decisions, owner, locked_by
+):
+    """What the walk calls (``apply`` with a Subject) decides as ``decide`` does."""
+    register = UnitRegister()
+    got = [
+        register.apply(effect, "property", Subject(case, UNIT, BUYER)).ok
+        for effect, case in operations
+    ]
+    assert got == decisions
+    assert owner_of(UNIT, register.unit(UNIT)) == (owner or original_owner(UNIT))
+    assert register.unit(UNIT).locked_by == locked_by
 
 
 def test_the_pivot_releases_only_its_own_lock():
     register = UnitRegister()
-    register.apply("lock", UNIT, "T1")
-    assert not register.release(UNIT, "T2")
-    assert register.release(UNIT, "T1")
-    assert not register.release(UNIT, "T1")  # twice: nothing more
+    register.decide("lock", UNIT, "T1")
+    assert not register.release("property", Subject("T2", UNIT))
+    assert register.release("property", Subject("T1", UNIT))
+    assert not register.release("property", Subject("T1", UNIT))  # twice: nothing more
     assert register.unit(UNIT).locked_by is None
 
 
 def test_mortgage_and_discharge():
     register = UnitRegister()
-    register.apply("mortgage", UNIT, "M1")
-    register.apply("mortgage", UNIT, "M1")
-    assert register.unit(UNIT).encumbrances == ["M1"]
-    register.apply("discharge", UNIT, "C1")
-    assert register.unit(UNIT).encumbrances == []
+    register.decide("mortgage", UNIT, "M1")
+    register.decide("mortgage", UNIT, "M1")
+    assert register.unit(UNIT).encumbrances == ("M1",)
+    register.decide("discharge", UNIT, "C1")
+    assert register.unit(UNIT).encumbrances == ()
     with pytest.raises(ValueError, match="unknown register effect"):
-        register.apply("demolish", UNIT, "X")
+        register.decide("demolish", UNIT, "X")
+
+
+def test_a_unit_round_trips_through_its_table_form():
+    from services.property.register import UnitState
+
+    register = UnitRegister()
+    register.decide("mortgage", UNIT, "M1")
+    register.decide("lock", UNIT, "T1")
+    state = register.unit(UNIT)
+    assert UnitState.from_dict(state.to_dict()) == state
+
+
+def test_accounts_move_the_holder_and_hold_no_lock():
+    accounts = UtilityAccounts()
+    assert accounts.holder(UNIT) == original_owner(UNIT)
+    assert accounts.apply("account", "gas", Subject("T1", UNIT, BUYER)).ok
+    assert accounts.holder(UNIT) == BUYER
+    assert not accounts.release("gas", Subject("T1", UNIT, BUYER))
+    with pytest.raises(ValueError, match="keeps accounts"):
+        accounts.apply("lock", "gas", Subject("T1", UNIT, BUYER))
 
 
 # -- any order, any duplicates: the invariant holds once every event has been seen ------
@@ -136,17 +169,17 @@ def test_any_delivery_order_with_duplicates_keeps_the_invariant(refused, data):
             pending.remove(event)
             progressed = True
             if effect == "release":
-                register.release(UNIT, "T1")
+                register.unlock(UNIT, "T1")
             elif effect == "account":
                 accounts[source].transfer(UNIT, BUYER)
             else:
-                register.apply(effect, UNIT, "T1", BUYER)
+                register.decide(effect, UNIT, "T1", BUYER)
             done.add(effect)
         assert progressed
     state = register.unit(UNIT)
     assert state.locked_by is None
-    assert all(accounts[u].holder(UNIT) == state.owner for u in UTILITIES)
-    assert state.owner == (original_owner(UNIT) if refused else BUYER)
+    assert all(accounts[u].holder(UNIT) == owner_of(UNIT, state) for u in UTILITIES)
+    assert owner_of(UNIT, state) == (original_owner(UNIT) if refused else BUYER)
 
 
 # -- the audit ---------------------------------------------------------------------------
@@ -159,7 +192,15 @@ def _ledger(**changes):
         {"fact": "terminal", "case": "a", "outcome": "completed", "id": "1"},
         {"fact": "terminal", "case": "b", "outcome": "rejected", "id": "2"},
         {"fact": "step", "case": "a", "step": "register", "attempt": 1, "id": "e1"},
-        {"fact": "unit", "unit": UNIT, "owner": BUYER, "locked_by": None, "linked": True},
+        {
+            "fact": "unit",
+            "unit": UNIT,
+            "owner": BUYER,
+            "locked_by": None,
+            "transferred_by": "a",
+            "linked": True,
+        },
+        {"fact": "cleared", "unit": UNIT, "case": "a"},
     ] + [{"fact": "holder", "utility": u, "unit": UNIT, "holder": BUYER} for u in UTILITIES]
     return facts + changes.get("extra", [])
 
@@ -173,6 +214,7 @@ def test_a_clean_ledger_passes():
         "duplicates": 0,
         "mismatched_units": 0,
         "locked_units": 0,
+        "uncleared_transfers": 0,
         "dead_letters": 0,
     }
 
@@ -200,6 +242,26 @@ def test_each_violation_is_counted(extra, count):
     report = audit(_ledger(extra=extra))
     assert getattr(report, count) == 1
     assert not report.ok
+
+
+def test_a_transfer_registered_without_its_deed_tax_cleared_fails_the_pivot():
+    facts = [f for f in _ledger() if f["fact"] != "cleared"]
+    facts.append({"fact": "cleared", "unit": UNIT, "case": "another transfer"})
+    report = audit(facts)
+    assert report.uncleared_transfers == 1 and not report.ok
+    assert "registered by a" in report.uncleared[0]
+
+
+def test_deed_tax_clearances_are_recorded_once_per_transfer():
+    from services.tax.pivot import DeedTax
+
+    tax = DeedTax()
+    for case in ("T1", "T1", "T2"):
+        assert tax.apply("clear", "tax", Subject(case, UNIT)).ok
+    assert tax.cleared_for(UNIT) == ("T1", "T2")
+    assert not tax.release("tax", Subject("T1", UNIT))
+    with pytest.raises(ValueError, match="clears deed tax"):
+        tax.apply("lock", "tax", Subject("T1", UNIT))
 
 
 def test_a_linked_unit_missing_a_utility_transfer_is_a_mismatch():

@@ -1,0 +1,199 @@
+"""A department as a Faust stream processor: a thin adapter around DepartmentRules.
+
+* ``inputs`` agent — every event on the department's input topics
+  (:mod:`services.runtime.topology`), decoded strictly (malformed → dead letter), handed
+  to :meth:`~services.core.department.DepartmentRules.on_event`; the planned actions go
+  into the schedule's ``pending`` table (changelog-backed: a crash loses nothing).
+* a timer — the clock (:mod:`services.runtime.scheduler`): every county's due actions in
+  time order, their events published on the department's topic (rejections on the
+  rejections topic), and only then the work recorded.  The tables are keyed by county
+  (:class:`~services.runtime.app.CountyTable`), so the timer may write them and a
+  county's state stays in its partition.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+import faust
+
+from services.core.catalog import Catalog, load_catalog
+from services.core.department import CaseRecord, DepartmentRules
+from services.core.events import Event
+from services.core.scenario import Scenario
+from services.runtime.app import PARTITIONS, CountyTable
+from services.runtime.control import RunAnnounced
+from services.runtime.health import DepartmentMetrics
+from services.runtime.scheduler import Schedule, Tables, UnitOfWork, run_county
+from services.runtime.service import RAW, Service
+from services.runtime.settings import Settings, load_settings
+from services.runtime.topology import Keeping, department_topology
+
+log = logging.getLogger(__name__)
+
+TICK_INTERVAL = 0.05  # wall seconds between checks for due work
+
+
+class DepartmentService(Service):
+    def __init__(
+        self,
+        department: str,
+        settings: Settings,
+        broker_url: str,
+        catalog: Catalog,
+        keeping: Keeping | None = None,
+    ) -> None:
+        super().__init__(department, settings, broker_url, catalog)
+        self.department = department
+        self.keeping = keeping
+        self.topology = department_topology(catalog, self.topics, department, keeping)
+        app = self.app
+        self.input_topic = app.topic(*self.topology.inputs, **RAW)
+        self.output_topic = app.topic(self.topology.output, **RAW)
+        self.rejection_topic = app.topic(self.topology.rejections, **RAW)
+        tables = {name: self._county_table(name) for name in self.topology.tables}
+        self.cases = tables["cases"]
+        self.schedule = Schedule(tables["pending"])
+        self.tables = Tables(
+            tables["cases"], tables.get("pools"), tables[keeping.table] if keeping else None
+        )
+        self.rules: DepartmentRules | None = None
+        self.inputs_agent = app.agent(self.input_topic, name=f"{department}-inputs")(
+            self.process_inputs
+        )
+        assert isinstance(self.metrics, DepartmentMetrics)
+        self.processing = self.metrics.processing.labels(department, "input")
+        self.executing = self.metrics.processing.labels(department, "action")
+        app.timer(interval=TICK_INTERVAL)(self.run_due)
+
+    @property
+    def pending(self) -> Any:
+        return self.schedule.pending
+
+    def make_metrics(self) -> DepartmentMetrics:
+        return DepartmentMetrics(self.name)
+
+    def _county_table(self, name: str) -> CountyTable:
+        table = CountyTable(
+            self.app, name=name, default=None, beacon=self.app.tables.beacon, partitions=PARTITIONS
+        )
+        return self.app.tables.add(table)
+
+    def on_run(self, run: RunAnnounced, scenario: Scenario) -> None:
+        self.rules = DepartmentRules(
+            self.catalog, scenario, self.department, run.seed, self.settings.backfill_working_days
+        )
+
+    def refresh_gauges(self) -> None:
+        """Consumer lag, and per county: pending work, clerks, clerks busy now."""
+        super().refresh_gauges()
+        metrics = self.metrics
+        assert isinstance(metrics, DepartmentMetrics)
+        for county, waiting in self.schedule.backlog().items():
+            metrics.pending.labels(self.department, county).set(waiting)
+        run, clock = self.control.run, self.control.clock
+        if self.rules is None or clock is None or run is None or self.tables.pools is None:
+            return
+        now_w = self.rules.calendar.clock_at(clock.now())
+        for county in self.rules.scenario.counties:
+            pool = self.rules.pool(county, self.tables.pools.get(f"{county}|{run.run_id}"))
+            metrics.clerks.labels(self.department, county).set(pool.clerks)
+            busy = sum(1 for free_at in pool.free_at() if free_at > now_w)
+            metrics.clerks_busy.labels(self.department, county).set(busy)
+
+    # -- inputs -----------------------------------------------------------------------------
+
+    async def process_inputs(self, stream: faust.Stream) -> Any:
+        async for message, event in self.events_of(stream):
+            if event is None:
+                yield None  # dead-lettered; yielding acknowledges it like any other
+                continue
+            assert self.rules is not None
+            started = time.perf_counter()
+            try:
+                case_key = f"{event.county}|{event.case_id}"
+                record = CaseRecord.from_dict(self.cases.get(case_key))
+                actions = self.rules.on_event(event, record)
+            except Exception as exc:  # no input may stop the service
+                log.exception("event %s could not be handled", event.event_id)
+                await self.park(message, f"could not be handled: {exc!r}", "")
+                yield None
+                continue
+            # the planned work first, then the record that says it is planned: a crash
+            # in between replans the same keys when the event is redelivered
+            for action in actions:
+                self.schedule.plan(action)
+            self.cases[case_key] = record.to_dict()
+            self.processing.observe(time.perf_counter() - started)
+            yield event.event_id
+
+    # -- the clock --------------------------------------------------------------------------
+
+    async def run_due(self) -> None:
+        """The clock: execute every county's due work and publish what it decided."""
+        run, clock = self.control.run, self.control.clock
+        if clock is None or self.rules is None or run is None:
+            return
+        self.schedule.resync()
+        horizon = clock.now() - self.settings.watermark * run.speed
+        for county in self.schedule.due_counties(horizon):
+            try:
+                work = run_county(
+                    service=self.name,
+                    rules=self.rules,
+                    schedule=self.schedule,
+                    tables=self.tables,
+                    keeping=self.keeping,
+                    county=county,
+                    run_id=run.run_id,
+                    horizon=horizon,
+                    observe=self.executing.observe,
+                )
+            except Exception:  # keep serving the other counties
+                log.exception("executing due work of %s failed", county)
+                self.schedule.forget(county)
+                continue
+            await self.publish_then_commit(county, work)
+
+    async def publish_then_commit(self, county: str, work: UnitOfWork) -> None:
+        """Publish the tick's events and letters; once the broker has them, commit."""
+        events_out = self.metrics.events_out
+        deliveries = []
+        for event in work.events:
+            topic = self.rejection_topic if _is_rejection(event) else self.output_topic
+            deliveries.append(await topic.send(key=county.encode(), value=event.to_bytes()))
+            events_out.labels(self.name, event.type).inc()
+        for letter in work.letters:
+            self.dead_letters += 1
+            self.metrics.dead_letters.labels(self.name, "handler_error").inc()
+            deliveries.append(
+                await self.dead_letter_topic.send(key=self.name.encode(), value=letter.to_bytes())
+            )
+        try:
+            await asyncio.gather(*deliveries)
+        except Exception:
+            log.exception("publishing %s's completions failed; they will be redone", county)
+            self.schedule.forget(county)
+            return
+        try:
+            work.commit()
+        except Exception:  # the events are out; redoing the work republishes the same ids
+            log.exception("recording %s's completed work failed; it will be redone", county)
+            self.schedule.forget(county)
+
+
+def _is_rejection(event: Event) -> bool:
+    return event.type.endswith(".rejected")
+
+
+def department_app(department: str, keeping: Keeping | None = None) -> faust.App:
+    """The Faust app of a department, configured from the environment (its catalog:
+    ``GOVFLOW_CATALOG_PATH`` or the shipped one)."""
+    settings = load_settings()
+    if settings.broker_url is None:
+        raise RuntimeError("GOVFLOW_BROKER_URL is not set (govflow up sets it)")
+    catalog = load_catalog(settings.catalog_path)
+    return DepartmentService(department, settings, settings.broker_url, catalog, keeping).app

@@ -1,0 +1,245 @@
+"""A department's clock: its planned work, the due work of each county, and the unit of
+work that publishes before it records.
+
+* :class:`Schedule` — the pending actions.  The changelog-backed ``pending`` table is
+  the truth (a crash loses nothing: the table is restored); a heap per county in memory
+  says what falls due when, rebuilt from the table when it lacks something (after a
+  restart).
+* :func:`run_county` — one county's due actions, in time order, through the rules
+  (:class:`~services.core.department.DepartmentRules`).  A follow-up that falls due in the
+  same tick is executed at once instead of being stored and deleted again.  An action
+  that raises is dead-lettered with the reason and dropped: the county goes on.
+* :class:`UnitOfWork` — what a tick did: the events to publish, the dead letters, and
+  ``commit`` — the table writes that record the work as done, applied only after the
+  broker has acknowledged the events.  A crash in between re-executes the actions after
+  the restart, which republishes the same event ids (dropped by every reader): nothing
+  is lost, nothing counted twice.
+"""
+
+from __future__ import annotations
+
+import heapq
+import logging
+import time
+from collections.abc import Callable, Iterator, MutableMapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from services.core.department import Action, CaseRecord, DepartmentRules
+from services.core.events import Event
+from services.core.walk import NO_EFFECTS
+from services.runtime.app import county_partition
+from services.runtime.deadletter import DeadLetter
+from services.runtime.topology import Keeping
+
+log = logging.getLogger(__name__)
+
+
+class Schedule:
+    """Planned work: the ``pending`` table and, per county, a heap of (due, key)."""
+
+    def __init__(self, pending: MutableMapping[str, Any]) -> None:
+        self.pending = pending
+        self.heaps: dict[str, list[tuple[float, str]]] = {}
+        self.heaped: set[str] = set()  # the pending keys that have an entry in the heaps
+
+    def plan(self, action: Action) -> None:
+        key = f"{action.county}|{action.key}"
+        self.pending[key] = action.to_dict()
+        if key not in self.heaped:  # a replanned action (a redelivered event) is one entry
+            self.heaped.add(key)
+            heapq.heappush(self.heaps.setdefault(action.county, []), (action.at, key))
+
+    def resync(self) -> None:
+        """Rebuild the heaps when the pending table holds work they lack (after a
+        restart the table is restored from its changelog; the heaps are not).  Counted
+        by key, so a redelivered event's replanned action cannot mask a recovered one."""
+        if len(self.heaped) >= len(self.pending):
+            return
+        self.heaps, self.heaped = {}, set()
+        for key, data in list(self.pending.items()):
+            if data is not None:
+                self.heaped.add(key)
+                heapq.heappush(self.heaps.setdefault(data["county"], []), (data["at"], key))
+
+    def forget(self, county: str) -> None:
+        """Drop a county's heap (rebuilt from the pending table at the next resync)."""
+        self.heaps.pop(county, None)
+        self.heaped = {k for k in self.heaped if not k.startswith(f"{county}|")}
+
+    def due_counties(self, horizon: float) -> list[str]:
+        return [c for c, heap in self.heaps.items() if heap and heap[0][0] <= horizon]
+
+    def backlog(self) -> dict[str, int]:
+        """Planned actions per county (the queue)."""
+        return {county: len(heap) for county, heap in self.heaps.items()}
+
+
+class TableView(MutableMapping[str, Any]):
+    """A county's slice of a table as the mapping a pure rules object expects (the
+    property register's units, a utility's holders): reads on demand, writes back once
+    a tick."""
+
+    def __init__(self, table: Any, prefix: str, decode: Callable[[Any], Any]) -> None:
+        self.table, self.prefix, self.decode = table, prefix, decode
+        self.read: dict[str, Any] = {}
+
+    def __getitem__(self, key: str) -> Any:
+        if key not in self.read:
+            stored = self.table.get(self.prefix + key)
+            if stored is None:
+                raise KeyError(key)
+            self.read[key] = self.decode(stored)
+        return self.read[key]
+
+    def __contains__(self, key: object) -> bool:
+        try:
+            self[key]  # type: ignore[index]
+        except KeyError:
+            return False
+        return True
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        self.read[key] = value
+
+    def __delitem__(self, key: str) -> None:
+        self.read.pop(key, None)
+        self.table.pop(self.prefix + key, None)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.read)
+
+    def __len__(self) -> int:
+        return len(self.read)
+
+    def write_back(self, encode: Callable[[Any], Any]) -> None:
+        for key, value in self.read.items():
+            data = encode(value)
+            if self.table.get(self.prefix + key) != data:
+                self.table[self.prefix + key] = data
+
+
+@dataclass
+class UnitOfWork:
+    """One county's tick: publish ``events`` and ``letters``, then ``commit``."""
+
+    events: list[Event] = field(default_factory=list)
+    letters: list[DeadLetter] = field(default_factory=list)
+    commit: Callable[[], None] = lambda: None
+    executed: int = 0
+
+
+@dataclass
+class Tables:
+    """The tables a department's tick reads and writes."""
+
+    cases: MutableMapping[str, Any]
+    pools: MutableMapping[str, Any] | None
+    kept: MutableMapping[str, Any] | None = None  # the keeper's table (Keeping.table)
+
+
+def run_county(
+    *,
+    service: str,
+    rules: DepartmentRules,
+    schedule: Schedule,
+    tables: Tables,
+    keeping: Keeping | None,
+    county: str,
+    run_id: str,
+    horizon: float,
+    observe: Callable[[float], None] = lambda seconds: None,
+) -> UnitOfWork:
+    """Execute every action of ``county`` due by ``horizon``, in time order (see the
+    module doc); nothing is written to a table until the unit of work is committed."""
+    heap = schedule.heaps.get(county, [])
+    pending = schedule.pending
+    pool_key = f"{county}|{run_id}"  # a run's own clerks
+    pool = rules.pool(county, tables.pools.get(pool_key) if tables.pools is not None else None)
+    view = None
+    effects = NO_EFFECTS
+    if keeping is not None and tables.kept is not None:
+        view = TableView(tables.kept, f"{county}|{run_id}|", keeping.decode)
+        effects = keeping.keeper(view)
+    records: dict[str, tuple[CaseRecord, dict[str, Any]]] = {}  # case -> (now, as read)
+    in_memory: list[tuple[float, int, Action]] = []  # follow-ups due in this tick
+    taken: list[str] = []  # pending entries executed (or dropped) in this tick
+    later: list[Action] = []  # follow-ups for later ticks
+    work = UnitOfWork()
+    order = 0
+    while True:
+        stored_due = bool(heap) and heap[0][0] <= horizon
+        if not stored_due and not in_memory:
+            break
+        if in_memory and (not stored_due or in_memory[0][0] <= heap[0][0]):
+            _, _, action = heapq.heappop(in_memory)
+        else:
+            _, key = heapq.heappop(heap)
+            schedule.heaped.discard(key)
+            data = pending.get(key)
+            if data is None or key in taken:  # executed already (a duplicate entry)
+                continue
+            taken.append(key)
+            try:
+                action = Action.from_dict(data)
+            except (TypeError, ValueError) as exc:
+                work.letters.append(_letter(service, county, key, data, exc))
+                continue
+        case_key = f"{county}|{action.case_id}"
+        if case_key not in records:
+            read = tables.cases.get(case_key)
+            records[case_key] = (CaseRecord.from_dict(read), read or {})
+        record = records[case_key][0]
+        started = time.perf_counter()
+        try:
+            follow, event = rules.execute(action, pool, record, effects)
+        except Exception as exc:  # an action may not wedge its county: park it
+            log.exception("action %s of %s failed; dead-lettered", action.key, county)
+            work.letters.append(_letter(service, county, action.key, action.to_dict(), exc))
+            continue
+        observe(time.perf_counter() - started)
+        work.executed += 1
+        for nxt in follow:
+            if nxt.at <= horizon:
+                order += 1
+                heapq.heappush(in_memory, (nxt.at, order, nxt))
+            else:
+                later.append(nxt)
+        if event is not None:
+            work.events.append(event)
+
+    def commit() -> None:
+        """Record the tick's work in the tables (after its events are delivered)."""
+        for nxt in later:
+            schedule.plan(nxt)
+        for case_key, (record, read) in records.items():
+            now = record.to_dict()
+            if now == read:
+                continue
+            current = tables.cases.get(case_key) or {}
+            if current != read:  # the inputs agent changed it while we published
+                now = CaseRecord.from_dict(current).merged(record).to_dict()
+            tables.cases[case_key] = now
+        if work.executed and tables.pools is not None:
+            tables.pools[pool_key] = pool.snapshot()
+        if view is not None and keeping is not None:
+            view.write_back(keeping.encode)
+        for key in taken:
+            pending.pop(key, None)
+
+    work.commit = commit
+    return work
+
+
+def _letter(service: str, county: str, key: str, data: Any, exc: BaseException) -> DeadLetter:
+    import json
+
+    return DeadLetter.of(
+        service,
+        f"action could not be executed: {exc!r}",
+        f"pending[{key}]",
+        f"{service}.pending",
+        county_partition(county),
+        -1,
+        json.dumps(data, ensure_ascii=False, default=str).encode(),
+    )

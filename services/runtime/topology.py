@@ -1,0 +1,81 @@
+"""Which topics and tables each service needs — and only those.
+
+Derived from the catalog: a department reads the topics that carry its steps'
+predecessors (and submissions, and rejections where it may hear of one; see
+:mod:`services.core.topics`), writes its own topic and the rejections topic, and keeps
+the tables its work needs: the cases it has heard of and its planned work always, its
+clerk pools if any of its steps is served by clerks, and the state its steps' effects
+change (property's register, a utility's account holders) if its entry point gives one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, MutableMapping
+from dataclasses import dataclass
+from typing import Any
+
+from services.core.catalog import Catalog
+from services.core.topics import Topics
+from services.core.walk import Effects
+
+#: One partition per county (Shangrao has 12): a county's clerk pool lives in exactly
+#: one worker, and a department scales up to 12 workers.
+PARTITIONS = 12
+
+
+@dataclass(frozen=True)
+class Keeping:
+    """How a department keeps the state its steps' effects change, in a table of its
+    own: the keeper over a mapping view of the table, and how values are stored."""
+
+    table: str
+    keeper: Callable[[MutableMapping[str, Any]], Effects]
+    decode: Callable[[Any], Any]
+    encode: Callable[[Any], Any]
+
+
+@dataclass(frozen=True)
+class DepartmentTopology:
+    department: str
+    inputs: tuple[str, ...]
+    output: str  # the department's own topic
+    rejections: str  # where its rejections go
+    tables: tuple[str, ...]
+
+
+def service_names(catalog: Catalog) -> list[str]:
+    """Every department that performs a step, and the tracker."""
+    used = {s.department for m in catalog.matters for s in m.steps}
+    return [*sorted(used), "tracker"]
+
+
+def department_topology(
+    catalog: Catalog, topics: Topics, department: str, keeping: Keeping | None = None
+) -> DepartmentTopology:
+    steps = [s for _, s in catalog.steps_of(department)]
+    tables = ["cases", "pending"]
+    if any(s.kind != "external" for s in steps):
+        tables.append("pools")
+    if keeping is not None:
+        tables.append(keeping.table)
+    return DepartmentTopology(
+        department=department,
+        inputs=topics.inputs_of(catalog, department),
+        output=topics.department(department),
+        rejections=topics.rejections,
+        tables=tuple(tables),
+    )
+
+
+def tracker_inputs(catalog: Catalog, topics: Topics) -> tuple[str, ...]:
+    """The tracker follows every case: submissions, every department, the rejections."""
+    return (
+        topics.submissions,
+        topics.rejections,
+        *(topics.department(d) for d in service_names(catalog)[:-1]),
+    )
+
+
+def topic_partitions(catalog: Catalog, topics: Topics) -> dict[str, int]:
+    """Every topic the twin uses, with its partitions (the control topic has one)."""
+    return {t: 1 if t == topics.control else PARTITIONS for t in topics.all(catalog)}

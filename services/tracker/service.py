@@ -1,0 +1,120 @@
+"""The tracker as a Faust stream processor: it follows every case (submissions, every
+department's events, the rejections), judges each case once against its targets with
+:class:`~services.tracker.progress.CaseProgress`, publishes ``case.completed`` /
+``case.rejected`` on the cases topic and exports the business metrics (latency in each
+target's unit, verdicts, linked transfers in flight)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import faust
+
+from services.core.calendar import WorkingCalendar
+from services.core.catalog import Catalog, Matter, load_catalog
+from services.core.department import instant
+from services.core.events import CaseCompleted, CaseRejected, Event
+from services.core.scenario import Scenario
+from services.runtime.control import RunAnnounced
+from services.runtime.health import TrackerMetrics
+from services.runtime.service import RAW, Service
+from services.runtime.settings import Settings, load_settings
+from services.runtime.topology import PARTITIONS, tracker_inputs
+from services.tracker.progress import CaseProgress
+
+LINKED_MATTERS = frozenset({"linked_transfer"})
+
+
+class TrackerService(Service):
+    """Observes every event, judges each case once against its targets (case.* events)."""
+
+    def __init__(self, settings: Settings, broker_url: str, catalog: Catalog) -> None:
+        super().__init__("tracker", settings, broker_url, catalog)
+        app = self.app
+        self.input_topic = app.topic(*tracker_inputs(catalog, self.topics), **RAW)
+        self.output_topic = app.topic(self.topics.cases, **RAW)
+        self.cases = app.Table("cases", default=None, partitions=PARTITIONS)
+        self.matters: dict[str, Matter] = {}
+        self.office: WorkingCalendar | None = None
+        self.judged = 0
+        self.open_linked: dict[str, float] = {}  # linked transfers in flight: submitted at
+        self.inputs_agent = app.agent(self.input_topic, name="tracker-inputs")(self.process_inputs)
+
+    def make_metrics(self) -> TrackerMetrics:
+        return TrackerMetrics()
+
+    def on_run(self, run: RunAnnounced, scenario: Scenario) -> None:
+        self.matters = {m: scenario.matter(self.catalog, m) for m in scenario.demand}
+        self.office = scenario.office_calendar
+        self.open_linked = {}
+        assert isinstance(self.metrics, TrackerMetrics)
+        for matter in self.matters.values():
+            for target in matter.time_targets():
+                self.metrics.target_value.labels(matter.id, target.metric, target.unit).set(
+                    target.value
+                )
+
+    def refresh_gauges(self) -> None:
+        """Consumer lag, and the linked transfers in flight (the oldest one's age)."""
+        super().refresh_gauges()
+        metrics = self.metrics
+        assert isinstance(metrics, TrackerMetrics)
+        metrics.linked_in_flight.set(len(self.open_linked))
+        clock = self.control.clock
+        if self.open_linked and clock is not None and self.office is not None:
+            oldest = min(self.open_linked.values())
+            age = self.office.working_days_between(instant(oldest), instant(clock.now()))
+            metrics.linked_oldest.set(max(age, 0.0))
+        else:
+            metrics.linked_oldest.set(0)
+
+    def count(self, event: Event) -> None:
+        """Metrics of a case event: linked transfers opened, verdicts judged."""
+        metrics = self.metrics
+        assert isinstance(metrics, TrackerMetrics)
+        if event.type == "case.submitted" and event.matter in LINKED_MATTERS:
+            self.open_linked.setdefault(event.case_id, event.occurred_at.timestamp())
+            return
+        payload = event.payload
+        if isinstance(payload, CaseCompleted):
+            metrics.cases.labels(event.matter, "completed").inc()
+            for unit, value in payload.latency.items():
+                if unit in metrics.latency:
+                    metrics.latency[unit].labels(event.matter).observe(value)
+            for verdict in payload.verdicts:
+                metrics.verdicts.labels(
+                    event.matter, verdict.metric, "met" if verdict.attained else "missed"
+                ).inc()
+        elif isinstance(payload, CaseRejected):
+            metrics.cases.labels(event.matter, "rejected").inc()
+        else:
+            return
+        self.open_linked.pop(event.case_id, None)
+        metrics.events_out.labels(self.name, event.type).inc()
+
+    async def process_inputs(self, stream: faust.Stream) -> Any:
+        async for _message, event in self.events_of(stream):
+            if event is None:
+                yield None  # dead-lettered; yielding acknowledges it like any other
+                continue
+            matter = self.matters.get(event.matter)
+            progress = CaseProgress.from_dict(self.cases.get(event.case_id))
+            if matter is not None and self.office is not None and progress.observe(event):
+                verdict = progress.verdict_event(matter, event, self.office)
+                self.cases[event.case_id] = progress.to_dict()
+                if progress.submitted is not None and event.type == "case.submitted":
+                    self.count(event)
+                if verdict is not None:
+                    self.judged += 1
+                    self.count(verdict)
+                    await self.output_topic.send(
+                        key=event.county.encode(), value=verdict.to_bytes()
+                    )
+            yield event.event_id
+
+
+def tracker_app() -> faust.App:
+    settings = load_settings()
+    if settings.broker_url is None:
+        raise RuntimeError("GOVFLOW_BROKER_URL is not set (govflow up sets it)")
+    return TrackerService(settings, settings.broker_url, load_catalog(settings.catalog_path)).app

@@ -1,0 +1,103 @@
+"""The tracker's rule (services.tracker.progress.CaseProgress): terminal once, by the
+walk's completion rule, measured as the engine measures."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import numpy as np
+import pytest
+
+from services.core.catalog import default_catalog
+from services.core.events import CaseCompleted, CaseRejected, CaseSubmitted, Event, StepCompleted
+from services.core.measure import StepTimes, measure_target
+from services.core.scenario import load_scenario
+from services.tracker.progress import CaseProgress
+from simulator.virtual import submissions
+from tests.unit.test_measure import OFFICE
+
+
+@pytest.fixture(scope="module")
+def submitted() -> Event:
+    scenario = load_scenario("scenarios/demo.yaml", default_catalog())
+    return next(e for e in submissions(scenario, 5) if e.matter == "enterprise_establishment")
+
+
+def step(submitted: Event, step_id: str, department: str, hours: float, **extra) -> Event:
+    t0 = submitted.occurred_at
+    payload = StepCompleted(
+        step=step_id, department=department, enabled_at=t0, started_at=t0, **extra
+    )
+    return submitted.caused("step.completed", payload, t0 + timedelta(hours=hours))
+
+
+FINALS = [
+    ("seal", "police"),
+    ("invoice", "tax"),
+    ("social_security", "hrss"),
+    ("housing_fund", "housingfund"),
+]
+
+
+def test_terminal_only_when_every_final_step_is_done(submitted):
+    matter = default_catalog().matter("enterprise_establishment")
+    progress = CaseProgress()
+    assert progress.observe(submitted)
+    assert progress.observe(step(submitted, "registration", "registry", 2))
+    verdict = None
+    for i, (s, d) in enumerate(FINALS):
+        assert progress.terminal(matter) is None
+        event = step(submitted, s, d, 3 + i)
+        assert progress.observe(event)
+        verdict = progress.verdict_event(matter, event, OFFICE)
+    assert progress.terminal(matter) == "completed"
+    assert verdict is not None and isinstance(verdict.payload, CaseCompleted)
+    assert verdict.occurred_at == submitted.occurred_at + timedelta(hours=6)  # the latest final
+    # the verdict is the engine's measurement of the same case
+    for v in verdict.payload.verdicts:
+        t = next(t for t in matter.targets if t.metric == v.metric and t.scope == v.scope)
+        enabled = {s.id: np.array([submitted.occurred_at.timestamp()]) for s in matter.steps}
+        done = {s.id: np.array([progress.step(s.id).done]) for s in matter.steps}
+        attempts = {s.id: np.array([1.0]) for s in matter.steps}
+        m = measure_target(
+            matter,
+            t,
+            submitted=np.array([submitted.occurred_at.timestamp()]),
+            completed=np.array([verdict.occurred_at.timestamp()]),
+            steps=StepTimes(enabled, done, attempts),
+            office=OFFICE,
+        )
+        assert m.values is not None and v.measured == pytest.approx(float(m.values[0]))
+    # judged once: nothing more after the verdict, an event seen twice is ignored
+    assert progress.verdict_event(matter, verdict, OFFICE) is None
+    assert not progress.observe(event)
+
+
+def test_a_rework_is_not_a_completion_and_a_rejection_is_terminal(submitted):
+    matter = default_catalog().matter("enterprise_establishment")
+    progress = CaseProgress()
+    progress.observe(submitted)
+    progress.observe(
+        step(submitted, "registration", "registry", 1, outcome="rework", reason="补正")
+    )
+    assert progress.terminal(matter) is None and not progress.step("registration").finished
+    rejected = step(
+        submitted, "registration", "registry", 30, outcome="rejected", reason="不予登记", attempt=2
+    )
+    progress.observe(rejected)
+    assert progress.terminal(matter) == "rejected"
+    verdict = progress.verdict_event(matter, rejected, OFFICE)
+    assert verdict is not None and isinstance(verdict.payload, CaseRejected)
+    assert verdict.payload.reason == "不予登记" and verdict.payload.step == "registration"
+
+
+def test_nothing_is_terminal_before_the_submission_is_seen(submitted):
+    matter = default_catalog().matter("enterprise_establishment")
+    progress = CaseProgress()
+    for s, d in [("registration", "registry"), *FINALS]:
+        progress.observe(step(submitted, s, d, 2))
+    assert progress.terminal(matter) is None
+    assert isinstance(submitted.payload, CaseSubmitted)
+    progress.observe(submitted)
+    assert progress.terminal(matter) == "completed"
+    assert CaseProgress.from_dict(progress.to_dict()) == progress
