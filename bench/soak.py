@@ -33,6 +33,7 @@ from services.core.catalog import default_catalog  # noqa: E402
 from services.runtime import supervisor  # noqa: E402
 from services.runtime.settings import Settings  # noqa: E402
 from simulator.agreement import compare  # noqa: E402
+from simulator.summary import read_summary  # noqa: E402
 
 SAMPLE_SECONDS = 5.0
 
@@ -123,8 +124,8 @@ def main() -> int:
         timeout=1800,
         check=True,
     )
-    live = json.loads((out / "summary.json").read_text(encoding="utf-8"))
-    sim = json.loads((simulated / "summary.json").read_text(encoding="utf-8"))
+    live = read_summary(out / "summary.json")
+    sim = read_summary(simulated / "summary.json")
     compared, differing = compare(live, sim)
     rounds = min(len(rows) for rows in samples.values())
     lags = [sum(rows[i][2] or 0.0 for rows in samples.values()) for i in range(rounds)]
@@ -134,7 +135,7 @@ def main() -> int:
         half = [(t, r) for t, r, _ in rows[len(rows) // 2 :] if r is not None]
         rss_slopes[name] = round(slope_per_minute([t for t, _ in half], [r for _, r in half]), 3)
         rss_peak[name] = round(max((r for _, r, _ in rows if r is not None), default=0.0), 1)
-    system = live["system"]
+    system = live.system.model_dump() if live.system else {}
     result = {
         "benchmark": "soak",
         "scenario": Path(args.scenario).name,

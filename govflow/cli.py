@@ -25,6 +25,7 @@ from services.core.catalog import UNIT_ABBREVIATIONS, Catalog, Matter, Target, l
 from services.core.errors import InputError
 from services.core.scenario import Scenario, load_scenario
 from services.runtime.settings import load_settings
+from simulator.summary import Summary, TargetResult
 
 app = typer.Typer(
     name="govflow",
@@ -237,33 +238,26 @@ def _fmt(value: float | None, digits: int = 2) -> str:
     return "—" if value is None else f"{value:.{digits}f}"
 
 
-def _attainment(target: dict[str, Any]) -> str:
-    if target["attainment"] is None:
+def _attainment(target: TargetResult) -> str:
+    if target.attainment is None:
         return "n/a"
-    text = f"{100 * target['attainment']:.1f}%"
-    if target.get("ci95"):
-        lo, hi = target["ci95"]
+    text = f"{100 * target.attainment:.1f}%"
+    if target.ci95:
+        lo, hi = target.ci95
         text += f" [{100 * lo:.1f}–{100 * hi:.1f}]"
     return text
 
 
-def _headline_target(matter: dict[str, Any]) -> dict[str, Any] | None:
-    """The first time target with an attainment, else the first target with one."""
-    measured = [t for t in matter["targets"] if t["attainment"] is not None]
-    timed = [t for t in measured if t["unit"] not in ("count", "percent")]
-    return (timed or measured or [None])[0]
-
-
-def _target_text(t: dict[str, Any]) -> str:
-    """A summary.json target as ``scope ≤ 3 wd`` (same wording as ``govflow catalog``)."""
+def _target_text(t: TargetResult) -> str:
+    """A run's target as ``scope ≤ 3 wd`` (same wording as ``govflow catalog``)."""
     fields = ("metric", "value", "unit", "scope", "statistic", "bound", "year")
-    return f"{t['scope']} {describe_bound(Target.model_construct(**{k: t[k] for k in fields}))}"
+    bound = describe_bound(Target.model_construct(**{k: getattr(t, k) for k in fields}))
+    return f"{t.scope} {bound}"
 
 
-def render_summary(summary: dict[str, Any], out: Console) -> None:
+def render_summary(summary: Summary, out: Console) -> None:
     table = Table(
-        title=f"{summary['scenario']} — {summary['replications']} replication(s), "
-        f"seed {summary['seed']}",
+        title=f"{summary.scenario} — {summary.replications} replication(s), seed {summary.seed}",
         caption=UNIT_LEGEND + "; attainment with 95% CI",
     )
     table.add_column("Matter")
@@ -272,22 +266,22 @@ def render_summary(summary: dict[str, Any], out: Console) -> None:
     table.add_column("p95", justify="right")
     table.add_column("Target")
     table.add_column("Attainment", justify="right")
-    for matter_id, m in summary["matters"].items():
-        lat = m["latency"]
-        unit = UNIT_ABBREVIATIONS.get(lat["unit"], lat["unit"])
-        target = _headline_target(m)
+    for matter_id, m in summary.matters.items():
+        lat = m.latency
+        unit = UNIT_ABBREVIATIONS.get(lat.unit, lat.unit)
+        target = m.headline()
         style = ""
-        if target and target["attainment"] is not None:
+        if target and target.attainment is not None:
             style = (
                 "green"
-                if target["attainment"] >= 0.95
-                else ("yellow" if target["attainment"] >= 0.8 else "red")
+                if target.attainment >= 0.95
+                else ("yellow" if target.attainment >= 0.8 else "red")
             )
         table.add_row(
-            f"{m['name']} [dim]{matter_id}[/]",
-            f"{m['cases_per_replication']:.0f}",
-            f"{_fmt(lat['p50'])} {unit}",
-            f"{_fmt(lat['p95'])} {unit}",
+            f"{m.name} [dim]{matter_id}[/]",
+            f"{m.cases_per_replication:.0f}",
+            f"{_fmt(lat.p50)} {unit}",
+            f"{_fmt(lat.p95)} {unit}",
             _target_text(target) if target else "—",
             f"[{style}]{_attainment(target)}[/]" if target else "—",
         )
@@ -500,39 +494,29 @@ def compare_command(
     console.print(f"wrote {path} (and each side's summary.json, report.html in {out}/A, {out}/B)")
 
 
-def render_comparison(a: dict[str, Any], b: dict[str, Any], out: Console) -> None:
-    table = Table(title=f"A = {a['scenario']}  vs  B = {b['scenario']}", caption=UNIT_LEGEND)
+def render_comparison(a: Summary, b: Summary, out: Console) -> None:
+    table = Table(title=f"A = {a.scenario}  vs  B = {b.scenario}", caption=UNIT_LEGEND)
     table.add_column("Matter")
     table.add_column("Target")
     table.add_column("A p50 / p95", justify="right")
     table.add_column("B p50 / p95", justify="right")
     table.add_column("A attainment", justify="right")
     table.add_column("B attainment", justify="right")
-    for matter_id in sorted(set(a["matters"]) | set(b["matters"])):
-        ma, mb = a["matters"].get(matter_id), b["matters"].get(matter_id)
+    for matter_id in sorted(set(a.matters) | set(b.matters)):
+        ma, mb = a.matters.get(matter_id), b.matters.get(matter_id)
         ref = mb or ma
         assert ref is not None
-        target = _headline_target(ref)
+        target = ref.headline()
         cells = []
         for m in (ma, mb):
             if m is None:
                 cells.append("—")
                 continue
-            unit = UNIT_ABBREVIATIONS.get(m["latency"]["unit"], "")
-            cells.append(f"{_fmt(m['latency']['p50'])} / {_fmt(m['latency']['p95'])} {unit}")
+            unit = UNIT_ABBREVIATIONS.get(m.latency.unit, "")
+            cells.append(f"{_fmt(m.latency.p50)} / {_fmt(m.latency.p95)} {unit}")
         attain = []
         for m in (ma, mb):
-            match = None
-            if m is not None and target is not None:
-                match = next(
-                    (
-                        t
-                        for t in m["targets"]
-                        if (t["metric"], t["scope"], t["year"])
-                        == (target["metric"], target["scope"], target["year"])
-                    ),
-                    None,
-                )
+            match = m.target_like(target) if m is not None and target is not None else None
             attain.append(_attainment(match) if match else "—")
         table.add_row(matter_id, _target_text(target) if target else "—", *cells, *attain)
     out.print(table)
@@ -684,23 +668,23 @@ def replay_command(
             metrics=metrics,
         )
     render_summary(result.summary, console)
-    system = result.summary["system"]
-    latency = system["processing_latency_seconds"]
-    parts = {k: system[f"latency_{k}_seconds"] for k in ("in_department", "in_transit")}
+    system = result.summary.system
+    assert system is not None
+    latency = system.processing_latency_seconds
     console.print(
         "latency p50 in the departments "
-        f"{_fmt(parts['in_department']['p50'])} s, in transit {_fmt(parts['in_transit']['p50'])} s"
+        f"{_fmt(system.latency_in_department_seconds.p50)} s, "
+        f"in transit {_fmt(system.latency_in_transit_seconds.p50)} s"
     )
     console.print(
         f"{result.terminal}/{result.submitted} cases terminal, "
-        f"{system['events_per_second']:.0f} events/s, processing latency p50 "
-        f"{_fmt(latency['p50'])} s p99 {_fmt(latency['p99'])} s, "
-        f"{system['dead_letters']} dead letters"
+        f"{system.events_per_second:.0f} events/s, processing latency p50 "
+        f"{_fmt(latency.p50)} s p99 {_fmt(latency.p99)} s, {system.dead_letters} dead letters"
     )
-    overhead = system["case_overhead_seconds"]
+    overhead = system.case_overhead_seconds
     console.print(
-        f"{system['cases_per_second']:.1f} cases/s; wall-clock overhead per case "
-        f"p50 {_fmt(overhead['p50'])} s p99 {_fmt(overhead['p99'])} s"
+        f"{system.cases_per_second:.1f} cases/s; wall-clock overhead per case "
+        f"p50 {_fmt(overhead.p50)} s p99 {_fmt(overhead.p99)} s"
     )
     console.print(f"wrote {out / 'summary.json'}, {out / 'report.html'}, {out / 'events.csv'}")
     if result.unfinished:

@@ -14,7 +14,6 @@ from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 from scipy import stats
@@ -24,6 +23,16 @@ from services.core.measure import SHARE_METRICS, StepTimes, elapsed, measure_tar
 from services.core.scenario import Scenario
 from services.core.timing import stream_seed
 from simulator.engine import Replication, run_replication
+from simulator.summary import (
+    Bottleneck,
+    Histogram,
+    Horizon,
+    Latency,
+    MatterResult,
+    PoolResult,
+    Summary,
+    TargetResult,
+)
 
 
 def replication_seeds(seed: int, replications: int) -> list[int]:
@@ -332,90 +341,70 @@ def _clip01(interval: list[float] | None) -> list[float] | None:
     return None if interval is None else [max(0.0, interval[0]), min(1.0, interval[1])]
 
 
-def aggregate_target(target: Target, per_rep: list[TargetStats]) -> dict[str, Any]:
+def aggregate_target(target: Target, per_rep: list[TargetStats]) -> TargetResult:
     """Attainment of one target over replications (see module doc for the statistics)."""
-    out: dict[str, Any] = {
-        "metric": target.metric,
-        "value": target.value,
-        "unit": target.unit,
-        "scope": target.scope,
-        "statistic": target.statistic,
-        "bound": target.bound,
-        "year": target.year,
-        "applies_to": target.applies_to,
-        "attainment": None,
-        "ci95": None,
-        "measured": None,
-        "note": None,
-    }
+    out = TargetResult(
+        metric=target.metric,
+        value=target.value,
+        unit=target.unit,
+        scope=target.scope,
+        statistic=target.statistic,
+        bound=target.bound,
+        year=target.year,
+        applies_to=target.applies_to,
+    )
     first = per_rep[0]
     if first.note is not None:
-        out["note"] = first.note
+        out.note = first.note
         return out
     if first.structural is not None:
         ok = bool(target.meets(first.structural))
-        out.update(
-            attainment=1.0 if ok else 0.0,
-            ci95=[1.0 if ok else 0.0] * 2,
-            measured=first.structural,
-            note="structural: counted on the step graph",
-        )
+        out.attainment = 1.0 if ok else 0.0
+        out.ci95 = [out.attainment] * 2
+        out.measured = first.structural
+        out.note = "structural: counted on the step graph"
         return out
     total = sum(s.n for s in per_rep)
     if total == 0:
-        out["note"] = "no case measured"
+        out.note = "no case measured"
         return out
     means = [s.mean for s in per_rep]
     if target.statistic == "each":
         fractions = [s.attained / s.n for s in per_rep if s.n]
-        out["attainment"] = sum(s.attained for s in per_rep) / total
-        out["ci95"] = _clip01(t_interval(fractions)) or wilson(
-            sum(s.attained for s in per_rep), total
-        )
-        out["measured"] = float(np.nansum([s.mean * s.n for s in per_rep]) / total)
+        out.attainment = sum(s.attained for s in per_rep) / total
+        out.ci95 = _clip01(t_interval(fractions)) or wilson(sum(s.attained for s in per_rep), total)
+        out.measured = float(np.nansum([s.mean * s.n for s in per_rep]) / total)
         return out
     # mean and share statistics: one verdict per replication
     values = [m * 100 if target.statistic == "share" else m for m in means]
     verdicts = [bool(target.meets(v)) for v in values if math.isfinite(v)]
-    out["attainment"] = sum(verdicts) / len(verdicts) if verdicts else None
-    out["ci95"] = wilson(sum(verdicts), len(verdicts))
-    out["measured"] = float(np.nanmean(values))
-    out["measured_ci95"] = t_interval(values)
-    out["note"] = (
+    out.attainment = sum(verdicts) / len(verdicts) if verdicts else None
+    out.ci95 = wilson(sum(verdicts), len(verdicts))
+    out.measured = float(np.nanmean(values))
+    out.measured_ci95 = t_interval(values)
+    out.note = (
         f"{'share' if target.statistic == 'share' else 'mean'} per replication vs target; "
         "attainment = share of replications that meet it"
     )
     return out
 
 
-def _no_cases(matter: Matter) -> dict[str, Any]:
-    note = "no case arrived in this run"
-    empty = TargetStats(note=note)
-    return {
-        "name": matter.name,
-        "attachment": matter.attachment,
-        "cases": 0,
-        "cases_per_replication": 0.0,
-        "rejected": 0,
-        "latency": {
-            "unit": latency_unit(matter),
-            "mean": None,
-            "p50": None,
-            "p90": None,
-            "p95": None,
-            "p99": None,
-            "ci95_mean": None,
-            "histogram": {"edges": [], "counts": []},
-        },
-        "targets": [aggregate_target(t, [empty]) for t in matter.targets],
-    }
+def _no_cases(matter: Matter) -> MatterResult:
+    empty = TargetStats(note="no case arrived in this run")
+    return MatterResult(
+        name=matter.name,
+        attachment=matter.attachment,
+        cases=0,
+        cases_per_replication=0.0,
+        rejected=0,
+        latency=Latency(unit=latency_unit(matter)),
+        targets=[aggregate_target(t, [empty]) for t in matter.targets],
+    )
 
 
-def summarise(
-    catalog: Catalog, scenario: Scenario, reps: list[RepStats], *, seed: int
-) -> dict[str, Any]:
+def summarise(catalog: Catalog, scenario: Scenario, reps: list[RepStats], *, seed: int) -> Summary:
     """The ``summary.json`` document."""
-    matters: dict[str, Any] = {}
+    matters: dict[str, MatterResult] = {}
     for matter_id, demand in scenario.demand.items():
         if demand.per_year == 0:
             continue
@@ -425,74 +414,64 @@ def summarise(
             matters[matter_id] = _no_cases(matter)
             continue
         pooled = np.concatenate([m.latency for m in per]).astype(float)
-        latency: dict[str, Any] = {"unit": per[0].latency_unit}
+        latency = Latency(unit=per[0].latency_unit)
         if len(pooled):
             q = np.percentile(pooled, [50, 90, 95, 99])
             upper = float(np.percentile(pooled, 99.5)) or 1.0
             counts, edges = np.histogram(pooled, bins=40, range=(0.0, upper))
-            latency.update(
+            latency = Latency(
+                unit=per[0].latency_unit,
                 mean=float(pooled.mean()),
                 p50=float(q[0]),
                 p90=float(q[1]),
                 p95=float(q[2]),
                 p99=float(q[3]),
                 ci95_mean=t_interval([float(m.latency.mean()) for m in per if len(m.latency)]),
-                histogram={"edges": edges.tolist(), "counts": counts.tolist()},
+                histogram=Histogram(edges=edges.tolist(), counts=counts.tolist()),
             )
-        else:
-            latency.update(
-                mean=None,
-                p50=None,
-                p90=None,
-                p95=None,
-                p99=None,
-                ci95_mean=None,
-                histogram={"edges": [], "counts": []},
-            )
-        matters[matter_id] = {
-            "name": matter.name,
-            "attachment": matter.attachment,
-            "cases": int(sum(m.cases for m in per)),
-            "cases_per_replication": float(np.mean([m.cases for m in per])),
-            "rejected": int(sum(m.rejected for m in per)),
-            "latency": latency,
-            "targets": [
+        matters[matter_id] = MatterResult(
+            name=matter.name,
+            attachment=matter.attachment,
+            cases=int(sum(m.cases for m in per)),
+            cases_per_replication=float(np.mean([m.cases for m in per])),
+            rejected=int(sum(m.rejected for m in per)),
+            latency=latency,
+            targets=[
                 aggregate_target(t, [m.targets[i] for m in per])
                 for i, t in enumerate(matter.targets)
             ],
-        }
-    departments: dict[str, dict[str, Any]] = {}
+        )
+    departments: dict[str, dict[str, PoolResult]] = {}
     pools: dict[tuple[str, str], list[PoolRepStats]] = {}
     for r in reps:
         for p in r.pools:
             pools.setdefault((p.department, p.county), []).append(p)
     for (dept, county), ps in sorted(pools.items()):
-        departments.setdefault(dept, {})[county] = {
-            "clerks": ps[0].clerks,
-            "utilization": float(np.mean([p.utilization for p in ps])),
-            "mean_wait": float(np.mean([p.mean_wait for p in ps])),
-            "max_queue": int(max(p.max_queue for p in ps)),
-        }
+        departments.setdefault(dept, {})[county] = PoolResult(
+            clerks=ps[0].clerks,
+            utilization=float(np.mean([p.utilization for p in ps])),
+            mean_wait=float(np.mean([p.mean_wait for p in ps])),
+            max_queue=int(max(p.max_queue for p in ps)),
+        )
     ranked = sorted(
         (
-            {"department": d, "county": c, **v}
+            Bottleneck(department=d, county=c, **v.model_dump())
             for d, cs in departments.items()
             for c, v in cs.items()
         ),
-        key=lambda row: (-row["utilization"], -row["mean_wait"]),
+        key=lambda row: (-row.utilization, -row.mean_wait),
     )
-    return {
-        "scenario": scenario.name,
-        "description": scenario.description,
-        "replications": len(reps),
-        "seed": seed,
-        "horizon": {
-            "start": scenario.horizon.start.isoformat(),
-            "end": scenario.horizon.end.isoformat(),
-        },
-        "warmup_days": scenario.warmup_days,
-        "wall_seconds": float(sum(r.wall_seconds for r in reps)),
-        "matters": matters,
-        "departments": departments,
-        "bottlenecks": ranked[:15],
-    }
+    return Summary(
+        scenario=scenario.name,
+        description=scenario.description,
+        replications=len(reps),
+        seed=seed,
+        horizon=Horizon(
+            start=scenario.horizon.start.isoformat(), end=scenario.horizon.end.isoformat()
+        ),
+        warmup_days=scenario.warmup_days,
+        wall_seconds=float(sum(r.wall_seconds for r in reps)),
+        matters=matters,
+        departments=departments,
+        bottlenecks=ranked[:15],
+    )

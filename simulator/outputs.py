@@ -1,11 +1,9 @@
-"""Files a run leaves behind: ``summary.json``, ``events.csv`` (a process-mining log)."""
+"""``events.csv``: a run's step attempts as a process-mining log (PM4Py's column names)."""
 
 from __future__ import annotations
 
 import csv
-import json
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -24,7 +22,10 @@ EVENT_COLUMNS = (
     "case:matter",
     "case:county",
     "attempt",
+    "outcome",
 )
+#: The engine's outcome codes as events.csv writes them (services.core.walk.Outcome).
+OUTCOME_NAMES = ("done", "rework", "rejected", "retry")
 
 
 def iso_shanghai(posix: np.ndarray) -> np.ndarray:
@@ -58,6 +59,7 @@ def write_events(rep: Replication, path: Path) -> int:
         cols["county"][order].tolist(),
         cols["clerk"][order].tolist(),
         cols["attempt"][order].tolist(),
+        cols["outcome"][order].tolist(),
         done_iso.tolist(),
         start_iso.tolist(),
         enable_iso.tolist(),
@@ -66,7 +68,7 @@ def write_events(rep: Replication, path: Path) -> int:
     with path.open("w", newline="", encoding="utf-8") as f:
         writer = csv.writer(f)
         writer.writerow(EVENT_COLUMNS)
-        for mi, seq, si, county, clerk, attempt, done, started, enabled in rows:
+        for mi, seq, si, county, clerk, attempt, outcome, done, started, enabled in rows:
             department = departments[mi][si]
             county_id = rep.counties[county]
             resource = f"{department}/{county_id}/{clerk + 1}" if clerk >= 0 else "external"
@@ -82,11 +84,7 @@ def write_events(rep: Replication, path: Path) -> int:
                     matters[mi],
                     county_id,
                     attempt,
+                    OUTCOME_NAMES[outcome],
                 )
             )
     return n
-
-
-def write_summary(summary: dict[str, Any], path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(summary, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")

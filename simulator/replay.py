@@ -42,8 +42,9 @@ from simulator.demand import MatterArrivals, midnight
 from simulator.engine import MatterOutcome, PoolStats, Replication, StepRecords
 from simulator.ledger import replay_facts, write_ledger
 from simulator.montecarlo import measure_replication, replication_seeds, summarise
-from simulator.outputs import write_events, write_summary
+from simulator.outputs import write_events
 from simulator.report import write_report
+from simulator.summary import Quantiles, Summary, SystemFigures
 from simulator.virtual import submissions
 
 #: A step event's outcome as the engine records it.
@@ -57,7 +58,7 @@ OUTCOMES = {
 
 @dataclass
 class ReplayResult:
-    summary: dict[str, Any]
+    summary: Summary
     submitted: int
     terminal: int
     unfinished: list[str] = field(default_factory=list)
@@ -280,25 +281,24 @@ def _finish(
     # a case's wall-clock overhead: its verdict arrived this long after the sim clock
     # reached the case's end (the twin's own processing, summed along the case's chain)
     overhead = [collected.verdict_received[c] - due_wall(v) for c, v in collected.verdicts.items()]
-    summary["system"] = {
-        "mode": "replay",
-        "run_id": run.run_id,
-        "speed": run.speed,
-        "cases_submitted": len(wanted),
-        "cases_terminal": len(wanted) - len(unfinished),
-        "step_events": len(collected.steps),
-        "events_per_second": (len(collected.steps) + len(collected.verdicts))
+    summary.system = SystemFigures(
+        run_id=run.run_id,
+        speed=run.speed,
+        cases_submitted=len(wanted),
+        cases_terminal=len(wanted) - len(unfinished),
+        step_events=len(collected.steps),
+        events_per_second=(len(collected.steps) + len(collected.verdicts))
         / max(collected.wall_seconds, 1e-9),
-        "wall_seconds": collected.wall_seconds,
-        "cases_per_second": (len(wanted) - len(unfinished)) / max(collected.wall_seconds, 1e-9),
-        "case_overhead_seconds": _quantiles(overhead),
-        "processing_latency_seconds": _quantiles(lags),
-        "latency_in_department_seconds": _quantiles(in_department),
-        "latency_in_transit_seconds": _quantiles(in_transit),
-        "dead_letters": collected.dead_letters,
-    }
+        wall_seconds=collected.wall_seconds,
+        cases_per_second=(len(wanted) - len(unfinished)) / max(collected.wall_seconds, 1e-9),
+        case_overhead_seconds=_quantiles(overhead),
+        processing_latency_seconds=_quantiles(lags),
+        latency_in_department_seconds=_quantiles(in_department),
+        latency_in_transit_seconds=_quantiles(in_transit),
+        dead_letters=collected.dead_letters,
+    )
     out.mkdir(parents=True, exist_ok=True)
-    write_summary(summary, out / "summary.json")
+    summary.write(out / "summary.json")
     write_events(rep, out / "events.csv")
     write_ledger(
         replay_facts(
@@ -314,10 +314,10 @@ def _finish(
     return ReplayResult(summary, len(wanted), len(wanted) - len(unfinished), unfinished, out)
 
 
-def _quantiles(values: list[float]) -> dict[str, float | None]:
+def _quantiles(values: list[float]) -> Quantiles:
     if not values:
-        return {"p50": None, "p99": None}
-    return {"p50": float(np.percentile(values, 50)), "p99": float(np.percentile(values, 99))}
+        return Quantiles()
+    return Quantiles(p50=float(np.percentile(values, 50)), p99=float(np.percentile(values, 99)))
 
 
 def rebuild(

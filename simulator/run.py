@@ -5,18 +5,17 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from services.core.catalog import Catalog
 from services.core.scenario import Scenario
 from simulator.montecarlo import RepStats, run_replications, summarise
-from simulator.outputs import write_summary
 from simulator.report import write_comparison_report, write_report
+from simulator.summary import Summary
 
 
 @dataclass
 class RunResult:
-    summary: dict[str, Any]
+    summary: Summary
     reps: list[RepStats]
     out: Path | None
 
@@ -49,7 +48,7 @@ def simulate(
     )
     summary = summarise(catalog, scenario, reps, seed=seed)
     if out is not None:
-        write_summary(summary, out / "summary.json")
+        summary.write(out / "summary.json")
         write_report(summary, out / "report.html")
     return RunResult(summary, reps, out)
 

@@ -10,6 +10,23 @@ from typing import Any
 import pytest
 
 from simulator.report import write_comparison_report, write_report
+from simulator.summary import Summary
+
+
+def summary_of(data: dict[str, Any]) -> Summary:
+    """A typed summary from the plain dict the tests edit (missing parts: empty)."""
+    base = {
+        "scenario": "empty",
+        "replications": 1,
+        "seed": 0,
+        "horizon": {"start": "2021-01-01", "end": "2021-01-01"},
+        "warmup_days": 0,
+        "wall_seconds": 0.0,
+        "matters": {},
+        "departments": {},
+        "bottlenecks": [],
+    }
+    return Summary.model_validate({**base, **data})
 
 
 def _target(value: float, attainment: float | None, **extra: Any) -> dict[str, Any]:
@@ -39,6 +56,7 @@ def _summary() -> dict[str, Any]:
         "replications": 4,
         "seed": 20210101,
         "horizon": {"start": "2021-01-01", "end": "2021-12-31"},
+        "warmup_days": 0,
         "wall_seconds": 12.3,
         "matters": {
             "enterprise_establishment": {
@@ -167,7 +185,7 @@ def _row_of(text: str, needle: str) -> str:
 @pytest.fixture(scope="module")
 def report(tmp_path_factory: pytest.TempPathFactory) -> str:
     path = tmp_path_factory.mktemp("report") / "nested" / "report.html"
-    written = write_report(_summary(), path)
+    written = write_report(summary_of(_summary()), path)
     assert written == path
     assert path.is_file()
     return path.read_text(encoding="utf-8")
@@ -246,9 +264,9 @@ def test_text_is_escaped(tmp_path):
     summary["description"] = "<script>alert('x')</script> & more"
     summary["scenario"] = "a<b>"
     summary["matters"]["enterprise_establishment"]["name"] = "<b>企业开办</b>"
-    text = write_report(summary, tmp_path / "r.html").read_text(encoding="utf-8")
+    text = write_report(summary_of(summary), tmp_path / "r.html").read_text(encoding="utf-8")
     assert "<script" not in text
-    assert "&lt;script&gt;alert(&#x27;x&#x27;)&lt;/script&gt; &amp; more" in text
+    assert "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt; &amp; more" in text
     assert "a&lt;b&gt;" in text
     assert "&lt;b&gt;企业开办&lt;/b&gt;" in text
     assert "<b>" not in text
@@ -257,22 +275,20 @@ def test_text_is_escaped(tmp_path):
 def test_custom_title_is_escaped(tmp_path):
     summary = _summary()
     summary["matters"] = {}  # keep it fast: no plots needed here
-    text = write_report(summary, tmp_path / "r.html", title="年度报告 & test").read_text(
-        encoding="utf-8"
-    )
+    text = write_report(
+        summary_of(summary), tmp_path / "r.html", title="年度报告 & test"
+    ).read_text(encoding="utf-8")
     assert "<title>年度报告 &amp; test</title>" in text
     assert "<h1>年度报告 &amp; test</h1>" in text
 
 
 def test_empty_summary(tmp_path):
-    empty = {"scenario": "empty", "matters": {}, "departments": {}, "bottlenecks": []}
+    empty = summary_of({"scenario": "empty"})
     text = write_report(empty, tmp_path / "empty.html").read_text(encoding="utf-8")
     _assert_self_contained(text)
     assert "<svg" not in text
     assert "No matters in this summary." in text
     assert "No bottlenecks reported." in text
-    bare = write_report({}, tmp_path / "bare.html").read_text(encoding="utf-8")
-    _assert_self_contained(bare)
 
 
 def test_single_replication_without_cis(tmp_path):
@@ -282,7 +298,7 @@ def test_single_replication_without_cis(tmp_path):
         matter["latency"]["ci95_mean"] = None
         for target in matter["targets"]:
             target["ci95"] = None
-    text = write_report(summary, tmp_path / "one.html").read_text(encoding="utf-8")
+    text = write_report(summary_of(summary), tmp_path / "one.html").read_text(encoding="utf-8")
     _assert_self_contained(text)
     assert "97.5%" in text
     assert "[95.5–99.5]" not in text
@@ -299,7 +315,7 @@ def comparison(tmp_path_factory: pytest.TempPathFactory) -> str:
     matter["latency"]["p50"] = 0.2  # 0.30 -> 0.20: -0.10 wd
     del b["matters"]["water_connection"]
     path = tmp_path_factory.mktemp("cmp") / "cmp.html"
-    assert write_comparison_report(a, b, path) == path
+    assert write_comparison_report(summary_of(a), summary_of(b), path) == path
     return path.read_text(encoding="utf-8")
 
 
@@ -329,22 +345,23 @@ def test_comparison_custom_labels_and_same_names(tmp_path):
     a = _summary()
     b = copy.deepcopy(a)
     b["matters"]["enterprise_establishment"]["targets"][1]["attainment"] = 0.5
-    text = write_comparison_report(a, b, tmp_path / "c.html", labels=("基线", "<new>")).read_text(
-        encoding="utf-8"
-    )
+    text = write_comparison_report(
+        summary_of(a), summary_of(b), tmp_path / "c.html", labels=("基线", "<new>")
+    ).read_text(encoding="utf-8")
     _assert_self_contained(text)
     assert "A: 基线" in text
     assert "B: &lt;new&gt;" in text
     assert "<new>" not in text
     row = _row_of(text, "case_duration matter ≤ 0.5 wd")
     assert "-10.0 pp" in row and "delta-worse" in row
-    same = write_comparison_report(a, a, tmp_path / "same.html").read_text(encoding="utf-8")
+    same = write_comparison_report(summary_of(a), summary_of(a), tmp_path / "same.html")
+    same = same.read_text(encoding="utf-8")
     assert "shangrao-2021 (A)" in same and "shangrao-2021 (B)" in same
 
 
 def test_comparison_of_empty_summaries(tmp_path):
-    text = write_comparison_report({}, {"matters": {}}, tmp_path / "e.html").read_text(
-        encoding="utf-8"
-    )
+    text = write_comparison_report(
+        summary_of({}), summary_of({"scenario": "other"}), tmp_path / "e.html"
+    ).read_text(encoding="utf-8")
     _assert_self_contained(text)
     assert "No matters in either summary." in text

@@ -2,18 +2,35 @@
 
 from __future__ import annotations
 
-import copy
-
 from simulator.agreement import compare, latency_tolerance
+from simulator.summary import Latency, MatterResult, Summary
 
 
-def summary(**matters: tuple[int, str, float, float]) -> dict:
-    return {
-        "matters": {
-            m: {"cases": n, "latency": {"unit": unit, "p50": p50, "p95": p95}}
-            for m, (n, unit, p50, p95) in matters.items()
+def summary(**matters: tuple[int, str, float, float]) -> Summary:
+    return Summary.model_validate(
+        {
+            "scenario": "s",
+            "replications": 1,
+            "seed": 1,
+            "horizon": {"start": "2021-03-01", "end": "2021-03-03"},
+            "warmup_days": 0,
+            "wall_seconds": 0.0,
+            "departments": {},
+            "bottlenecks": [],
+            "matters": {
+                m: MatterResult(
+                    name=m,
+                    attachment=1,
+                    cases=n,
+                    cases_per_replication=n,
+                    rejected=0,
+                    latency=Latency(unit=unit, p50=p50, p95=p95),
+                    targets=[],
+                )
+                for m, (n, unit, p50, p95) in matters.items()
+            },
         }
-    }
+    )
 
 
 SIM = summary(
@@ -25,7 +42,7 @@ SIM = summary(
 
 
 def test_identical_runs_agree_and_empty_matters_are_not_compared():
-    assert compare(copy.deepcopy(SIM), SIM) == (3, [])
+    assert compare(SIM.model_copy(deep=True), SIM) == (3, [])
 
 
 def test_five_percent_or_a_twentieth_of_a_working_day():
@@ -35,14 +52,14 @@ def test_five_percent_or_a_twentieth_of_a_working_day():
 
 
 def test_each_kind_of_difference_is_named():
-    live = copy.deepcopy(SIM)
-    live["matters"]["property_transfer"]["latency"]["p95"] = 2.128 * 1.06  # 6 % slower
-    live["matters"]["mortgage_registration"]["latency"]["p50"] = 0.369 + 0.04  # within floor
-    live["matters"]["export_clearance"]["cases"] = 11
+    live = SIM.model_copy(deep=True)
+    live.matters["property_transfer"].latency.p95 = 2.128 * 1.06  # 6 % slower
+    live.matters["mortgage_registration"].latency.p50 = 0.369 + 0.04  # within floor
+    live.matters["export_clearance"].cases = 11
     compared, differing = compare(live, SIM)
     assert compared == 2
     assert len(differing) == 2
     assert differing[0].startswith("property_transfer p95")
     assert differing[1] == "export_clearance: 11 cases live, 12 simulated"
-    del live["matters"]["property_transfer"]
+    del live.matters["property_transfer"]
     assert "property_transfer: None cases live, 82 simulated" in compare(live, SIM)[1]
