@@ -3,9 +3,12 @@
     python deploy/grafana/build_dashboards.py          # (re)write the dashboards
     python deploy/grafana/build_dashboards.py --check  # exit 1 if the files on disk differ
 
-Writes ``overview.json``, ``linked-transfers.json`` and one ``department-<id>.json`` per
-department of services/core/data/catalog.yaml.  The generated files are checked in (Grafana
-provisions them from /var/lib/grafana/dashboards); edit this script, not the JSON.
+Writes ``overview.json``, ``linked-transfers.json`` and ``department.json`` — one
+dashboard for every department, chosen with its ``$department`` variable.  The generated
+files are checked in (Grafana provisions them from /var/lib/grafana/dashboards); edit this
+script, not the JSON.  Thresholds the alert rules use (the attainment objective, the lag
+threshold, the age of a stuck linked transfer) are read from deploy/prometheus/alerts.yml,
+so a panel's red line is where its alert fires.
 
 Every query uses only the services' metric contract (``govflow_*``) and ``up``.
 """
@@ -14,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,17 +28,37 @@ import yaml
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 CATALOG = ROOT / "services" / "core" / "data" / "catalog.yaml"
+ALERTS = ROOT / "deploy" / "prometheus" / "alerts.yml"
 OUT = HERE / "dashboards"
 
 SCHEMA_VERSION = 39
 DATASOURCE: dict[str, str] = {"type": "prometheus", "uid": "prometheus"}
 TAGS = ["govflow"]
-#: Attainment objective of the alert rules (deploy/prometheus/alerts.yml).
-OBJECTIVE = 0.95
+
+
+def alert_threshold(name: str, pattern: str, path: Path = ALERTS) -> int | float:
+    """The number in alert ``name``'s expression that ``pattern`` (one group) captures."""
+    rules = yaml.safe_load(path.read_text(encoding="utf-8"))
+    for group in rules["groups"]:
+        for rule in group["rules"]:
+            if rule.get("alert") == name:
+                found = re.search(pattern, rule["expr"])
+                if found is None:
+                    raise ValueError(f"{path}: {name}: no threshold matching {pattern!r}")
+                value = float(found.group(1))
+                return int(value) if value.is_integer() else value
+    raise ValueError(f"{path}: no alert {name}")
+
+
+_NUMBER = r"(\d+(?:\.\d+)?)"
+#: Attainment objective of GovflowTargetAttainmentLow (deploy/prometheus/alerts.yml).
+OBJECTIVE = alert_threshold("GovflowTargetAttainmentLow", rf"ratio1h\s*<\s*{_NUMBER}")
 #: GovflowLinkedTransferStuck fires above this age (working days).
-STUCK_WORKING_DAYS = 10
+STUCK_WORKING_DAYS = alert_threshold("GovflowLinkedTransferStuck", rf">\s*{_NUMBER}")
 #: GovflowConsumerLagGrowing's threshold (messages).
-LAG_THRESHOLD = 1000
+LAG_THRESHOLD = alert_threshold(
+    "GovflowConsumerLagGrowing", rf"consumer_lag\)\s*>\s*{_NUMBER}"
+)
 #: The tracker's latency histograms, by the unit of the targets they measure.
 LATENCY_HISTOGRAMS: list[tuple[str, str, str]] = [
     # (metric, title, target units that metric measures)
@@ -692,22 +716,31 @@ def overview() -> Json:
     return board.render()
 
 
-def department(dept: Json) -> Json:
-    dept_id = str(dept["id"])
-    sel = f'department="{dept_id}", county=~"$county"'
-    svc = f'service="{dept_id}"'
-    name = f"{dept.get('name_en') or dept_id} ({dept['name']})" if dept.get("name") else dept_id
+def department(departments: list[Json]) -> Json:
+    """One dashboard for every department service, chosen with ``$department``."""
+    sel = 'department="$department", county=~"$county"'
+    svc = 'service="$department"'
+    names = ", ".join(f"{d['id']} ({d['name']})" for d in departments)
+    department_variable = query_variable(
+        "department", "Department", 'govflow_build_info{service!~"tracker|replay"}', "service"
+    )
+    department_variable.update(
+        multi=False,
+        includeAll=False,
+        current={"selected": True, "text": "property", "value": "property"},
+    )
     board = Board(
-        uid=f"govflow-department-{dept_id}",
-        title=f"govflow / department / {dept_id}",
-        description=f"The {dept_id} department service: {name}.",
+        uid="govflow-department",
+        title="govflow / department",
+        description=f"One department service (choose it above): {names}.",
         variables=[
+            department_variable,
             query_variable(
-                "county", "County", f'govflow_clerks{{department="{dept_id}"}}', "county"
-            )
+                "county", "County", 'govflow_clerks{department="$department"}', "county"
+            ),
         ],
     )
-    board.row(f"{dept_id} now")
+    board.row("$department now")
     board.add(
         stat(
             "Pending work",
@@ -827,7 +860,7 @@ def department(dept: Json) -> Json:
                     quantile(
                         0.5,
                         "govflow_step_processing_seconds",
-                        f'department="{dept_id}"',
+                        'department="$department"',
                         "kind",
                         "$__rate_interval",
                     ),
@@ -837,7 +870,7 @@ def department(dept: Json) -> Json:
                     quantile(
                         0.95,
                         "govflow_step_processing_seconds",
-                        f'department="{dept_id}"',
+                        'department="$department"',
                         "kind",
                         "$__rate_interval",
                     ),
@@ -1183,8 +1216,7 @@ def load_catalog(path: Path = CATALOG) -> Json:
 def dashboards(catalog: Json) -> dict[str, Json]:
     """File name -> dashboard JSON, for every dashboard this script owns."""
     boards = {"overview.json": overview(), "linked-transfers.json": linked_transfers(catalog)}
-    for dept in catalog["departments"]:
-        boards[f"department-{dept['id']}.json"] = department(dept)
+    boards["department.json"] = department(catalog["departments"])
     return boards
 
 
@@ -1193,8 +1225,8 @@ def render(board: Json) -> str:
 
 
 def stale_files(out: Path, names: set[str]) -> list[Path]:
-    """Generated files of departments that no longer exist."""
-    return sorted(p for p in out.glob("department-*.json") if p.name not in names)
+    """Dashboards in the folder this script no longer writes."""
+    return sorted(p for p in out.glob("*.json") if p.name not in names)
 
 
 def main(argv: list[str] | None = None) -> int:

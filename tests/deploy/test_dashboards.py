@@ -1,4 +1,4 @@
-"""Grafana provisioning and dashboards: valid PromQL, one dashboard per department, in sync.
+"""Grafana provisioning and dashboards: valid PromQL, one department dashboard, in sync.
 
 Every panel query (rows included) and every ``label_values`` variable selector is given
 concrete values for its Grafana variables, written as a recording rule and checked with
@@ -148,21 +148,25 @@ def test_uids_and_titles_are_unique(boards: dict[str, dict[str, Any]]) -> None:
 
 
 def test_expected_dashboards_exist(boards: dict[str, dict[str, Any]]) -> None:
-    departments = department_packages()
-    assert len(departments) == 14, departments
-    expected = {"overview.json", "linked-transfers.json"} | {
-        f"department-{dept}.json" for dept in departments
-    }
-    assert set(boards) == expected
+    assert set(boards) == {"overview.json", "linked-transfers.json", "department.json"}
 
 
-@pytest.mark.parametrize("dept", department_packages())
-def test_department_dashboard_is_about_its_department(
-    dept: str, boards: dict[str, dict[str, Any]]
+def test_one_department_dashboard_serves_every_department(
+    boards: dict[str, dict[str, Any]],
 ) -> None:
-    board = boards[f"department-{dept}.json"]
-    exprs = [expr for _, expr in queries(DASHBOARDS / f"department-{dept}.json")]
-    assert all(f'"{dept}"' in expr for expr in exprs), "every query selects the department"
+    board = boards["department.json"]
+    exprs = [
+        expr
+        for where, expr in queries(DASHBOARDS / "department.json")
+        if "variable $department" not in where  # the one that lists the departments
+    ]
+    assert all("$department" in expr for expr in exprs), "every query selects the department"
+    variables = {v["name"]: v for v in board["templating"]["list"]}
+    chosen = variables["department"]
+    assert chosen["type"] == "query" and not chosen["multi"] and not chosen["includeAll"]
+    assert "$department" in variables["county"]["definition"]  # counties of that department
+    for dept in department_packages():  # the description names every department
+        assert dept in board["description"], dept
     text = "\n".join(exprs)
     for metric in (
         "govflow_pending_work",
@@ -174,6 +178,33 @@ def test_department_dashboard_is_about_its_department(
         "govflow_dead_letters_total",
     ):
         assert metric in text, f"{board['title']} shows no {metric}"
+
+
+def test_thresholds_come_from_the_alert_rules(tmp_path: Path) -> None:
+    """The red lines are where the alerts fire: read from alerts.yml, not copied."""
+    sys.path.insert(0, str(GRAFANA))
+    try:
+        import build_dashboards
+    finally:
+        sys.path.remove(str(GRAFANA))
+    rules = (ROOT / "deploy" / "prometheus" / "alerts.yml").read_text(encoding="utf-8")
+    edited = tmp_path / "alerts.yml"
+    edited.write_text(
+        rules.replace(
+            "sum by (service) (govflow_consumer_lag) > 1000",
+            "sum by (service) (govflow_consumer_lag) > 250",
+        ),
+        encoding="utf-8",
+    )
+    pattern = r"consumer_lag\)\s*>\s*(\d+(?:\.\d+)?)"
+    assert build_dashboards.alert_threshold("GovflowConsumerLagGrowing", pattern) == 1000
+    assert build_dashboards.alert_threshold("GovflowConsumerLagGrowing", pattern, edited) == 250
+    with pytest.raises(ValueError, match="no alert"):
+        build_dashboards.alert_threshold("NoSuchAlert", pattern, edited)
+    department = json.loads((DASHBOARDS / "department.json").read_text(encoding="utf-8"))
+    lag = next(p for p in panels(department) if p.get("title") == "Consumer lag")
+    steps = lag["fieldConfig"]["defaults"]["thresholds"]["steps"]
+    assert steps[-1]["value"] == build_dashboards.LAG_THRESHOLD
 
 
 def test_overview_and_linked_transfers_cover_the_issue(
@@ -255,7 +286,7 @@ def test_check_mode_notices_drift(tmp_path: Path) -> None:
     edited.write_text(edited.read_text(encoding="utf-8").replace("overview", "edited"), "utf-8")
     assert run_build("--check", "--out", str(tmp_path)).returncode == 1
     assert run_build("--out", str(tmp_path)).returncode == 0
-    (tmp_path / "department-abolished.json").write_text("{}", encoding="utf-8")
+    (tmp_path / "department-abolished.json").write_text("{}", encoding="utf-8")  # an old copy
     assert run_build("--check", "--out", str(tmp_path)).returncode == 1
     assert run_build("--out", str(tmp_path)).returncode == 0
     assert not (tmp_path / "department-abolished.json").exists()
