@@ -30,6 +30,7 @@ demo: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/mypy
 
 # Debian tools the tests drive: promtool and a real Prometheus (package prometheus), and
 # docker-compose to validate the compose file (no Docker engine is needed for that).
@@ -48,6 +49,7 @@ tools: $(TOOLS)
 
 test: $(STAMP) $(TOOLS)
 	$(BIN)/ruff check .
+	$(BIN)/mypy
 	$(BIN)/python -m pytest
 
 clean:

@@ -170,6 +170,47 @@ def render_catalog(catalog: Catalog, out: Console) -> None:
     )
 
 
+def render_matter(catalog: Catalog, m: Matter, out: Console) -> None:
+    """One matter, vertically: readable at 80 columns, nothing cut off."""
+    from rich.padding import Padding
+    from rich.text import Text
+
+    def block(text: str | Text, indent: int = 4) -> None:
+        out.print(Padding(text, (0, 0, 0, indent)))
+
+    out.print(f"[bold]{m.name}[/] — {m.id} (attachment {m.attachment})", highlight=False)
+    block(f"{m.name_en}; lead department {m.lead_department}; {m.calendar} calendar", 2)
+    if m.description:
+        block(m.description, 2)
+    out.print("[bold]Steps[/] (in order; → after)", highlight=False)
+    for i, step in enumerate(m.ordered_steps, 1):
+        head = Text.assemble((f"{i}. {step.id}", "bold"), f"  {step.name}")
+        block(head, 2)
+        facts = [step.department, step.kind, step.channel, f"emits {step.emits}"]
+        if step.effect:
+            facts.append(f"effect {step.effect}")
+        if step.depends_on:
+            facts.append("after " + ", ".join(step.depends_on))
+        if step.actor:
+            facts.append(f"by {step.actor}")
+        block(" · ".join(facts), 5)
+    for group, label in ((m.targets, "Targets (2021 unless marked)"), (m.baseline, "Baseline")):
+        if not group:
+            continue
+        out.print(f"[bold]{label}[/]", highlight=False)
+        for t in group:
+            scope = t.scope + (f", applies to {t.applies_to}" if t.applies_to else "")
+            block(Text.assemble((t.metric, "bold"), f"  {describe_bound(t)}  ({scope})"), 2)
+            block(Text(f"“{t.source}”", style="dim"), 5)
+    notes = [i for i in catalog.inconsistencies if i.matter == m.id]
+    if notes:
+        out.print("[bold]Where the plan contradicts itself[/]", highlight=False)
+        for i in notes:
+            values = ", ".join(f"{k} {v:g}" for k, v in i.values.items())
+            block(f"{i.description}: {values}; used {i.used:g} — {i.reason}", 2)
+    out.print(UNIT_LEGEND, style="dim", highlight=False)
+
+
 @app.command("catalog")
 @friendly_errors
 def catalog_command(
@@ -189,6 +230,9 @@ def catalog_command(
             chosen = catalog.matter(matter)
         except KeyError as exc:
             raise InputError("--matter", matter, str(exc.args[0])) from None
+        if not as_json:
+            render_matter(catalog, chosen, console)
+            return
         catalog = catalog.model_copy(update={"matters": (chosen,)})
     if as_json:
         sys.stdout.write(json.dumps(catalog.to_public(), ensure_ascii=False, indent=2) + "\n")
@@ -378,7 +422,7 @@ def plan_command(
             loaded = restrict(loaded, matter)
         except KeyError as exc:
             raise InputError("--matter", matter, str(exc.args[0])) from None
-    out = out or Path("out") / f"{loaded.name}-plan" + ("" if matter is None else f"-{matter}")
+    out = out or Path("out") / (f"{loaded.name}-plan" + ("" if matter is None else f"-{matter}"))
     with _progress() as progress:
         task = progress.add_task("planning (simulate, adjust, repeat)", total=None)
         result = plan(
@@ -634,7 +678,7 @@ def replay_command(
     from services.runtime import supervisor
     from services.runtime.broker import require_broker
     from services.runtime.health import ReplayMetrics
-    from simulator.replay import replay
+    from simulator.replay import ReplayOptions, replay
 
     settings = load_settings()
     state = supervisor.TwinState.load(supervisor.state_path(settings))
@@ -653,17 +697,20 @@ def replay_command(
         err_console.print(f"[yellow]replay metrics not served:[/] {exc}")
     with _progress() as progress:
         task = progress.add_task(f"replaying {loaded.name}", total=None)
-        result = replay(
-            catalog,
-            scenario,
-            url,
+        options = ReplayOptions(
             speed=speed or settings.speed,
-            out=out,
             days=days,
             cases=cases,
             seed=seed,
             timeout=timeout,
             topic_prefix=settings.topic_prefix,
+        )
+        result = replay(
+            catalog,
+            scenario,
+            url,
+            options,
+            out=out,
             progress=lambda done, total: progress.update(task, completed=done, total=total),
             metrics=metrics,
         )

@@ -59,7 +59,7 @@ class Keepers:
         keeper = self.by_department.get("tax")
         return dict(keeper.cleared) if isinstance(keeper, DeedTax) else {}
 
-    def holders(self) -> dict[str, dict[str, str]]:
+    def holders(self) -> dict[str, dict[Any, Any]]:
         """Each utility's account holders (utilities that transferred any)."""
         return {
             d: dict(k.holders)

@@ -104,7 +104,7 @@ class Replication:
     #: units of every linked transfer
     register: dict[int, UnitState] = field(default_factory=dict)
     accounts: dict[str, dict[int, int]] = field(default_factory=dict)
-    cleared: dict[int, int] = field(default_factory=dict)  # deed tax paid: unit → case
+    cleared: dict[int, tuple[int, ...]] = field(default_factory=dict)  # deed tax paid
     linked_units: set[int] = field(default_factory=set)
 
     @property
@@ -240,7 +240,10 @@ def run_replication(catalog: Catalog, scenario: Scenario, seed: int) -> Replicat
             gc.enable()
 
 
-def _run(catalog: Catalog, scenario: Scenario, seed: int) -> Replication:
+# One closure per kind of SimPy callback, sharing the run's state through the enclosing
+# scope: a function call and an attribute lookup less per event than methods would cost,
+# on the path every step attempt takes.  Hence one long function.
+def _run(catalog: Catalog, scenario: Scenario, seed: int) -> Replication:  # noqa: C901, PLR0915
     wall = wallclock.perf_counter()
     env = simpy.Environment()
     t0 = midnight(scenario.horizon.start)
@@ -254,7 +257,8 @@ def _run(catalog: Catalog, scenario: Scenario, seed: int) -> Replication:
         matter = scenario.matter(catalog, matter_id)
         runs.append(_MatterRun(scenario, matter, len(runs), arrivals, seed, calendar_index))
     calendars_by_id = {id(c): c for r in runs for c in r.walk.calendars}
-    calendars = [calendars_by_id[i] for i in sorted(calendar_index, key=calendar_index.get)]
+    by_index = sorted(calendar_index, key=lambda i: calendar_index[i])
+    calendars = [calendars_by_id[i] for i in by_index]
     pools: dict[tuple[str, int], ClerkPool] = {}
     keepers = Keepers()
     records = StepRecords()

@@ -257,9 +257,54 @@ class AuditReport:
         return {k: getattr(self, k) for k in keys}
 
 
+@dataclass
+class _Facts:
+    """A ledger's facts, gathered for the audit."""
+
+    submitted: set[str] = field(default_factory=set)
+    terminal: Counter[str] = field(default_factory=Counter)
+    attempts: dict[str, set[str]] = field(default_factory=dict)
+    owners: dict[str, str] = field(default_factory=dict)
+    holders: dict[str, dict[str, str]] = field(default_factory=lambda: {u: {} for u in UTILITIES})
+    linked: set[str] = field(default_factory=set)  # units whose accounts must follow
+    locked: list[str] = field(default_factory=list)
+    transferred: dict[str, str] = field(default_factory=dict)  # unit -> registering case
+    cleared: set[tuple[str, str]] = field(default_factory=set)  # (unit, case): tax paid
+    letters: list[dict[str, Any]] = field(default_factory=list)
+
+    def take(self, fact: Mapping[str, Any]) -> None:
+        kind = fact["fact"]
+        if kind == "submitted":
+            self.submitted.add(fact["case"])
+        elif kind == "terminal":
+            self.terminal[fact["case"]] += 1
+        elif kind == "step":
+            key = f"{fact['case']}/{fact['step']}/{fact['attempt']}"
+            self.attempts.setdefault(key, set()).add(str(fact["id"]))
+        elif kind == "unit":
+            self._unit(fact)
+        elif kind == "cleared":
+            self.cleared.add((fact["unit"], fact["case"]))
+        elif kind == "holder":
+            self.holders[fact["utility"]][fact["unit"]] = fact["holder"]
+        elif kind == "dead_letter":
+            self.letters.append(dict(fact))
+        else:
+            raise ValueError(f"unknown ledger fact {kind!r}")
+
+    def _unit(self, fact: Mapping[str, Any]) -> None:
+        unit = fact["unit"]
+        self.owners[unit] = fact["owner"]
+        if fact.get("linked"):
+            self.linked.add(unit)
+        if fact.get("locked_by"):
+            self.locked.append(f"{unit} locked by {fact['locked_by']}")
+        if fact.get("transferred_by"):
+            self.transferred[unit] = fact["transferred_by"]
+
+
 def audit(ledger: Iterable[Mapping[str, Any]]) -> AuditReport:
-    """Check a run's ledger (see ``docs``: one JSON object per line, ``fact`` =
-    ``submitted`` | ``terminal`` | ``step`` | ``unit`` | ``holder`` | ``dead_letter``).
+    """Check a run's ledger (one JSON object per line; the facts are listed above).
 
     * every submitted case has exactly one terminal outcome (``lost``: none;
       ``duplicates``: more than one, or one step attempt completed under two ids);
@@ -269,63 +314,38 @@ def audit(ledger: Iterable[Mapping[str, Any]]) -> AuditReport:
     * no unit was registered to a new owner without that transfer's deed tax cleared —
       the saga's pivot (``uncleared_transfers``).
     """
-    report = AuditReport()
-    submitted: set[str] = set()
-    terminal: Counter[str] = Counter()
-    attempts: dict[str, set[str]] = {}
-    owners: dict[str, str] = {}
-    holders: dict[str, dict[str, str]] = {u: {} for u in UTILITIES}
-    linked: set[str] = set()  # units a linked transfer touched: their accounts must follow
-    transferred: dict[str, str] = {}  # unit -> the transfer that registered its owner
-    cleared: set[tuple[str, str]] = set()  # (unit, case) whose deed tax is paid
+    facts = _Facts()
     for fact in ledger:
-        kind = fact["fact"]
-        if kind == "submitted":
-            submitted.add(fact["case"])
-        elif kind == "terminal":
-            terminal[fact["case"]] += 1
-        elif kind == "step":
-            key = f"{fact['case']}/{fact['step']}/{fact['attempt']}"
-            attempts.setdefault(key, set()).add(str(fact["id"]))
-        elif kind == "unit":
-            owners[fact["unit"]] = fact["owner"]
-            if fact.get("linked"):
-                linked.add(fact["unit"])
-            if fact.get("locked_by"):
-                report.locked.append(f"{fact['unit']} locked by {fact['locked_by']}")
-            if fact.get("transferred_by"):
-                transferred[fact["unit"]] = fact["transferred_by"]
-        elif kind == "cleared":
-            cleared.add((fact["unit"], fact["case"]))
-        elif kind == "holder":
-            holders[fact["utility"]][fact["unit"]] = fact["holder"]
-        elif kind == "dead_letter":
-            report.letters.append(dict(fact))
-        else:
-            raise ValueError(f"unknown ledger fact {kind!r}")
+        facts.take(fact)
+    report = AuditReport(locked=facts.locked, letters=facts.letters)
+    submitted, terminal = facts.submitted, facts.terminal
     report.cases = len(submitted)
     report.terminal = sum(1 for c in submitted if terminal[c] >= 1)
     report.lost_cases = sorted(c for c in submitted if terminal[c] == 0)
     report.lost = len(report.lost_cases)
     report.duplicate_keys = sorted(
         [f"{c} has {n} terminal outcomes" for c, n in terminal.items() if n > 1]
-        + [f"{k} completed under {len(ids)} ids" for k, ids in attempts.items() if len(ids) > 1]
+        + [
+            f"{k} completed under {len(ids)} ids"
+            for k, ids in facts.attempts.items()
+            if len(ids) > 1
+        ]
     )
     report.duplicates = len(report.duplicate_keys)
-    held = {u for by_unit in holders.values() for u in by_unit}
-    report.units = len(set(owners) | held)
-    for code in sorted(linked | held):
-        owner = owners.get(code, original_owner(code))
+    held = {u for by_unit in facts.holders.values() for u in by_unit}
+    report.units = len(set(facts.owners) | held)
+    for code in sorted(facts.linked | held):
+        owner = facts.owners.get(code, original_owner(code))
         for utility in UTILITIES:
-            held = holders[utility].get(code, original_owner(code))
-            if held != owner:
-                report.mismatches.append(f"{code}: owner {owner}, {utility} holder {held}")
+            holder = facts.holders[utility].get(code, original_owner(code))
+            if holder != owner:
+                report.mismatches.append(f"{code}: owner {owner}, {utility} holder {holder}")
     report.mismatched_units = len({m.split(":")[0] for m in report.mismatches})
     report.locked_units = len(report.locked)
     report.uncleared = sorted(
         f"{unit} registered by {case} without its deed tax cleared"
-        for unit, case in transferred.items()
-        if (unit, case) not in cleared
+        for unit, case in facts.transferred.items()
+        if (unit, case) not in facts.cleared
     )
     report.uncleared_transfers = len(report.uncleared)
     report.dead_letters = len(report.letters)

@@ -222,7 +222,7 @@ def flood_during_replay(
     from services.core.scenario import load_scenario
     from services.runtime.broker import bootstrap_of
     from simulator.ledger import audit, read_ledger
-    from simulator.replay import replay
+    from simulator.replay import ReplayOptions, replay
     from simulator.virtual import submissions
 
     bootstrap = bootstrap_of(broker_url)
@@ -235,9 +235,8 @@ def flood_during_replay(
 
     def run_replay() -> None:
         try:
-            outcome["result"] = replay(
-                catalog, scenario_path, broker_url, speed=speed, out=out, timeout=letters_timeout
-            )
+            options = ReplayOptions(speed=speed, timeout=letters_timeout)
+            outcome["result"] = replay(catalog, scenario_path, broker_url, options, out=out)
         except Exception as exc:  # reported, not raised in the thread
             outcome["error"] = repr(exc)
 

@@ -236,6 +236,33 @@ def _pool_waits(reps: list[RepStats]) -> tuple[dict[Pool, float], dict[Pool, flo
     )
 
 
+def _to_grow(found: list[Miss], reps: list[RepStats], clerks: dict[Pool, int]) -> set[Pool]:
+    """For every miss, the pool serving its target with the longest wait."""
+    waits, _ = _pool_waits(reps)
+    grown = set()
+    for miss in found:
+        candidates = [p for p in miss.pools if p in clerks]
+        if candidates:
+            grown.add(max(candidates, key=lambda p: (waits.get(p, 0.0), p)))
+    return grown
+
+
+def _to_trim(
+    reps: list[RepStats], clerks: dict[Pool, int], frozen: set[Pool], floor: dict[Pool, int]
+) -> set[Pool]:
+    """One pool per county (counties are independent): the least utilised that may lose a
+    clerk and stay stable."""
+    _, utils = _pool_waits(reps)
+    per_county: dict[str, Pool] = {}
+    for pool, n in clerks.items():
+        if pool in frozen or n <= floor[pool]:
+            continue
+        best = per_county.get(pool[1])
+        if best is None or utils.get(pool, 0.0) < utils.get(best, 0.0):
+            per_county[pool[1]] = pool
+    return set(per_county.values())
+
+
 def plan(
     catalog: Catalog,
     scenario: Scenario,
@@ -290,12 +317,7 @@ def plan(
     rounds = 1
     while rounds < max_rounds:
         if found:  # grow: the longest-waiting pool behind every miss gets a clerk
-            waits, _ = _pool_waits(reps)
-            grown = set()
-            for miss in found:
-                candidates = [p for p in miss.pools if p in clerks]
-                if candidates:
-                    grown.add(max(candidates, key=lambda p: (waits.get(p, 0.0), p)))
+            grown = _to_grow(found, reps, clerks)
             if not grown:
                 break
             for pool in grown:
@@ -303,16 +325,7 @@ def plan(
             found, reps = evaluate("grow")
             rounds += 1
             continue
-        # trim: one pool per county per round (counties are independent), least utilised
-        _, utils = _pool_waits(reps)
-        per_county: dict[str, Pool] = {}
-        for pool, n in clerks.items():
-            if pool in frozen or n <= floor[pool]:
-                continue
-            best = per_county.get(pool[1])
-            if best is None or utils.get(pool, 0.0) < utils.get(best, 0.0):
-                per_county[pool[1]] = pool
-        trial = set(per_county.values())
+        trial = _to_trim(reps, clerks, frozen, floor)
         if not trial:
             break
         for pool in trial:

@@ -152,7 +152,7 @@ FORK_JOIN_STATIONS: dict[str, tuple[int, float]] = {
 def fork_join_catalog(target_hours: float = 24.0) -> Catalog:
     """One matter ``fork_join``: step ``a``, then ``b`` and ``c`` in parallel, then ``d``
     once both are done; each step at a department of its own (``desk_a`` … ``desk_d``)."""
-    steps = [
+    steps: list[dict[str, Any]] = [
         {"id": "a", "name": "受理", "department": "desk_a"},
         {"id": "b", "name": "审查甲", "department": "desk_b", "depends_on": ["a"]},
         {"id": "c", "name": "审查乙", "department": "desk_c", "depends_on": ["a"]},

@@ -31,7 +31,13 @@ import numpy as np
 import simpy.rt
 
 from services.core.catalog import Catalog
-from services.core.events import Event, EventValidationError, StepCompleted, decode_event
+from services.core.events import (
+    CaseSubmitted,
+    Event,
+    EventValidationError,
+    StepCompleted,
+    decode_event,
+)
 from services.core.scenario import Scenario, read_scenario_data, scenario_from_dict
 from services.core.topics import Topics
 from services.core.walk import Outcome
@@ -80,34 +86,42 @@ def effective_scenario(
     return document, scenario
 
 
+@dataclass(frozen=True)
+class ReplayOptions:
+    """What to replay, how fast, and how long to wait for it."""
+
+    speed: float  # sim seconds per wall second
+    days: int | None = None  # the first D days of the horizon only
+    cases: int | None = None  # the first N cases only
+    seed: int | None = None  # default: the scenario's
+    timeout: float | None = None  # wall seconds to wait for every case
+    topic_prefix: str = "govflow"
+
+
 def replay(
     catalog: Catalog,
     scenario_path: Path,
     broker_url: str,
+    options: ReplayOptions,
     *,
-    speed: float,
     out: Path,
-    days: int | None = None,
-    cases: int | None = None,
-    seed: int | None = None,
-    timeout: float | None = None,
-    topic_prefix: str = "govflow",
     progress: Callable[[int, int], None] | None = None,
     metrics: ReplayMetrics | None = None,
 ) -> ReplayResult:
-    document, scenario = effective_scenario(scenario_path, catalog, days)
-    base_seed = scenario.seed if seed is None else seed
+    document, scenario = effective_scenario(scenario_path, catalog, options.days)
+    base_seed = scenario.seed if options.seed is None else options.seed
     run_seed = replication_seeds(base_seed, 1)[0]
     run_id = uuid4().hex[:8]
     demand = submissions(scenario, run_seed)
-    if cases is not None:
-        demand = demand[:cases]
+    if options.cases is not None:
+        demand = demand[: options.cases]
     if not demand:
         raise ValueError("the scenario produces no case for this horizon")
     demand = [e.model_copy(update={"case_id": f"{run_id}.{e.case_id}"}) for e in demand]
     sim_first = demand[0].occurred_at.timestamp()
     sim_last = demand[-1].occurred_at.timestamp()
     lead = 2.0  # wall seconds for the services to read the announcement
+    speed = options.speed
     run = RunAnnounced.of(
         document,
         run_id=run_id,
@@ -117,8 +131,10 @@ def replay(
         wall_epoch=time.time() + lead,
         case_prefix=f"{run_id}.",
     )
-    budget = timeout if timeout is not None else (sim_last - sim_first) / speed * 4 + 120.0
-    topics = Topics(topic_prefix)
+    budget = options.timeout
+    if budget is None:
+        budget = (sim_last - sim_first) / speed * 4 + 120.0
+    topics = Topics(options.topic_prefix)
     sources = [topics.rejections, *(topics.department(d.id) for d in catalog.departments)]
     collected = asyncio.run(
         _run(run, demand, broker_url, topics, sources, budget, progress, metrics, catalog)
@@ -320,42 +336,58 @@ def _quantiles(values: list[float]) -> Quantiles:
     return Quantiles(p50=float(np.percentile(values, 50)), p99=float(np.percentile(values, 99)))
 
 
-def rebuild(
-    catalog: Catalog, scenario: Scenario, seed: int, demand: list[Event], collected: _Collected
-) -> Replication:
-    """The live run as the capacity engine's Replication (same measurement downstream)."""
-    counties = list(scenario.counties)
-    county_index = {c: i for i, c in enumerate(counties)}
+def _segment(event: Event) -> int:
+    """A submitted case's segment (-1: none)."""
+    payload = event.payload
+    if not isinstance(payload, CaseSubmitted):
+        return -1
+    return int(payload.attributes.get("segment", -1))
+
+
+def _outcomes(
+    catalog: Catalog, scenario: Scenario, demand: list[Event], collected: _Collected
+) -> tuple[dict[str, MatterOutcome], dict[str, tuple[str, int]]]:
+    """Per matter (sorted): its cases' arrivals and verdicts; and each case's (matter,
+    sequence within the matter)."""
+    county_index = {c: i for i, c in enumerate(scenario.counties)}
     by_matter: dict[str, list[Event]] = {}
     for event in demand:
         by_matter.setdefault(event.matter, []).append(event)
-    matters = sorted(by_matter)
-    matter_index = {m: i for i, m in enumerate(matters)}
     outcomes: dict[str, MatterOutcome] = {}
     seq_of: dict[str, tuple[str, int]] = {}
-    for matter_id in matters:
+    for matter_id in sorted(by_matter):
         events = by_matter[matter_id]
-        for local, event in enumerate(events):
-            seq_of[event.case_id] = (matter_id, local)
         arrivals = MatterArrivals(
             matter_id,
             np.array([e.occurred_at.timestamp() for e in events]),
             np.array([county_index[e.county] for e in events]),
-            np.array([int(e.payload.attributes.get("segment", -1)) for e in events]),  # type: ignore[union-attr]
+            np.array([_segment(e) for e in events]),
         )
         completed = np.full(len(events), math.nan)
         rejected = np.full(len(events), -1)
         matter = scenario.matter(catalog, matter_id)
+        index = {s.id: i for i, s in enumerate(matter.steps)}
         for local, event in enumerate(events):
+            seq_of[event.case_id] = (matter_id, local)
             verdict = collected.verdicts.get(event.case_id)
             if verdict is None:
                 continue
             if verdict.type == "case.completed":
                 completed[local] = verdict.occurred_at.timestamp()
             else:
-                step = getattr(verdict.payload, "step", "")
-                rejected[local] = next((i for i, s in enumerate(matter.steps) if s.id == step), 0)
+                rejected[local] = index.get(getattr(verdict.payload, "step", ""), 0)
         outcomes[matter_id] = MatterOutcome(matter, arrivals, completed, rejected)
+    return outcomes, seq_of
+
+
+def rebuild(
+    catalog: Catalog, scenario: Scenario, seed: int, demand: list[Event], collected: _Collected
+) -> Replication:
+    """The live run as the capacity engine's Replication (same measurement downstream)."""
+    counties = list(scenario.counties)
+    outcomes, seq_of = _outcomes(catalog, scenario, demand, collected)
+    matters = list(outcomes)
+    matter_index = {m: i for i, m in enumerate(matters)}
     calendars: list[Any] = []
     step_calendars: list[list[int]] = []
     for matter_id in matters:

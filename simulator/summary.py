@@ -75,7 +75,7 @@ class MatterResult(_Model):
         """The first time target with an attainment, else the first target with one."""
         measured = [t for t in self.targets if t.attainment is not None]
         timed = [t for t in measured if t.unit not in ("count", "percent")]
-        return (timed or measured or [None])[0]
+        return next(iter(timed or measured), None)
 
     def target_like(self, other: TargetResult) -> TargetResult | None:
         """This matter's result for the same target (metric, scope and year)."""

@@ -73,6 +73,105 @@ def submissions(scenario: Scenario, seed: int) -> list[Event]:
     return out
 
 
+class _Router:
+    """Every department of a run, their mailboxes (by topic) and the sim clock."""
+
+    def __init__(
+        self,
+        catalog: Catalog,
+        scenario: Scenario,
+        seed: int,
+        backfill_working_days: float,
+        delivery_delay: Callable[[], float] | None,
+    ) -> None:
+        self.scenario = scenario
+        self.topics = topics = Topics()
+        self.departments = sorted(
+            {
+                s.department
+                for m, d in scenario.demand.items()
+                if d.per_year > 0
+                for s in scenario.matter(catalog, m).steps
+            }
+        )
+        self.rules = {
+            d: DepartmentRules(catalog, scenario, d, seed, backfill_working_days)
+            for d in self.departments
+        }
+        self.inputs = {d: set(topics.inputs_of(catalog, d)) for d in self.departments}
+        self.run = VirtualRun(keepers={d: keeper_for(d) for d in self.departments})
+        self.pools: dict[tuple[str, str], ClerkPool] = {}
+        self.cases: dict[tuple[str, str], CaseRecord] = {}
+        self.tracked: dict[str, CaseProgress] = {}
+        self.matters = {m: scenario.matter(catalog, m) for m in scenario.demand}
+        self.delivery_delay = delivery_delay
+        self.order = itertools.count()
+        self.queue: list[tuple[float, int, str, Any]] = []
+
+    def push(self, at: float, kind: str, item: Any) -> None:
+        heapq.heappush(self.queue, (at, next(self.order), kind, item))
+
+    def track(self, event: Event) -> None:
+        progress = self.tracked.setdefault(event.case_id, CaseProgress())
+        if progress.observe(event):
+            matter = self.matters[event.matter]
+            verdict = progress.verdict_event(matter, event, self.scenario.office_calendar)
+            if verdict is not None:
+                self.run.verdicts.append(verdict)
+
+    def deliver(self, now: float, topic: str, event: Event) -> None:
+        for dept in self.departments:
+            if topic in self.inputs[dept]:
+                record = self.cases.setdefault((dept, event.case_id), CaseRecord())
+                for action in self.rules[dept].on_event(event, record):
+                    self.plan(now, dept, action)
+
+    def publish(self, now: float, dept: str, event: Event) -> None:
+        self.run.events.append(event)
+        self.track(event)
+        topics = self.topics
+        topic = topics.rejections if event.type.endswith(".rejected") else topics.department(dept)
+        if self.delivery_delay is None:
+            self.deliver(now, topic, event)
+        else:
+            self.push(now + self.delivery_delay(), "delivery", (topic, event))
+
+    def plan(self, now: float, dept: str, action: Action) -> None:
+        # as the engine does: work reaching the clerks now is served now, a lock is
+        # released when the rejection is heard; anything else waits for its time
+        if action.kind in ("arrive", "release") and action.at <= now:
+            self.execute(now, dept, action)
+        else:
+            at = action.at if action.at > now else now  # a late event is acted on now
+            self.push(at, "action", (dept, action))
+
+    def execute(self, now: float, dept: str, action: Action) -> None:
+        key = (dept, action.county)
+        pool = self.pools.get(key)
+        if pool is None:
+            pool = self.pools[key] = self.rules[dept].pool(action.county, None)
+        record = self.cases[(dept, action.case_id)]
+        follow, event = self.rules[dept].execute(action, pool, record, self.run.keepers[dept])
+        if event is not None:
+            self.publish(now, dept, event)
+        for nxt in follow:
+            self.plan(now, dept, nxt)
+
+    def run_until_done(self, seed: int) -> VirtualRun:
+        for event in submissions(self.scenario, seed):
+            self.push(event.occurred_at.timestamp(), "delivery", (self.topics.submissions, event))
+        while self.queue:
+            now, _, kind, item = heapq.heappop(self.queue)
+            if kind == "delivery":
+                topic, event = item
+                if topic == self.topics.submissions:
+                    self.track(event)
+                self.deliver(now, topic, event)
+            else:
+                self.execute(now, *item)
+        return self.run
+
+
 def run_virtual(
     catalog: Catalog,
     scenario: Scenario,
@@ -88,81 +187,5 @@ def run_virtual(
     arrival time is still the event's), as a live department does when the clock has
     passed. ``backfill_working_days`` is passed to the departments' clerk pools.
     """
-    topics = Topics()
-    departments = sorted(
-        {
-            s.department
-            for m, d in scenario.demand.items()
-            if d.per_year > 0
-            for s in scenario.matter(catalog, m).steps
-        }
-    )
-    rules = {
-        d: DepartmentRules(catalog, scenario, d, seed, backfill_working_days) for d in departments
-    }
-    inputs = {d: set(topics.inputs_of(catalog, d)) for d in departments}
-    run = VirtualRun(keepers={d: keeper_for(d) for d in departments})
-    pools: dict[tuple[str, str], ClerkPool] = {}
-    cases: dict[tuple[str, str], CaseRecord] = {}
-    tracked: dict[str, CaseProgress] = {}
-    matters = {m: scenario.matter(catalog, m) for m in scenario.demand}
-    order = itertools.count()
-    queue: list[tuple[float, int, str, Any]] = []
-
-    def track(event: Event) -> None:
-        progress = tracked.setdefault(event.case_id, CaseProgress())
-        if progress.observe(event):
-            verdict = progress.verdict_event(matters[event.matter], event, scenario.office_calendar)
-            if verdict is not None:
-                run.verdicts.append(verdict)
-
-    def deliver(now: float, topic: str, event: Event) -> None:
-        for dept in departments:
-            if topic in inputs[dept]:
-                record = cases.setdefault((dept, event.case_id), CaseRecord())
-                for action in rules[dept].on_event(event, record):
-                    plan(now, dept, action)
-
-    def publish(now: float, dept: str, event: Event) -> None:
-        run.events.append(event)
-        track(event)
-        topic = topics.rejections if event.type.endswith(".rejected") else topics.department(dept)
-        if delivery_delay is None:
-            deliver(now, topic, event)
-        else:
-            heapq.heappush(queue, (now + delivery_delay(), next(order), "delivery", (topic, event)))
-
-    def plan(now: float, dept: str, action: Action) -> None:
-        # as the engine does: work reaching the clerks now is served now, a lock is
-        # released when the rejection is heard; anything else waits for its time
-        if action.kind in ("arrive", "release") and action.at <= now:
-            execute(now, dept, action)
-        else:
-            at = action.at if action.at > now else now  # a late event is acted on now
-            heapq.heappush(queue, (at, next(order), "action", (dept, action)))
-
-    def execute(now: float, dept: str, action: Action) -> None:
-        key = (dept, action.county)
-        pool = pools.get(key)
-        if pool is None:
-            pool = pools[key] = rules[dept].pool(action.county, None)
-        record = cases[(dept, action.case_id)]
-        follow, event = rules[dept].execute(action, pool, record, run.keepers[dept])
-        if event is not None:
-            publish(now, dept, event)
-        for nxt in follow:
-            plan(now, dept, nxt)
-
-    for event in submissions(scenario, seed):
-        at = event.occurred_at.timestamp()
-        heapq.heappush(queue, (at, next(order), "delivery", (topics.submissions, event)))
-    while queue:
-        now, _, kind, item = heapq.heappop(queue)
-        if kind == "delivery":
-            topic, event = item
-            if topic == topics.submissions:
-                track(event)
-            deliver(now, topic, event)
-        else:
-            execute(now, *item)
-    return run
+    router = _Router(catalog, scenario, seed, backfill_working_days, delivery_delay)
+    return router.run_until_done(seed)

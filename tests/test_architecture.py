@@ -68,3 +68,46 @@ def test_scanner_sees_imports(tmp_path):
     (tmp_path / "m.py").write_text("import faust\nfrom services.tax import rules\n")
     names = imported_modules(tmp_path)[tmp_path / "m.py"]
     assert names == {"faust", "services.tax"}
+
+
+#: What only the walk (services/core/walk.py) may decide: joins, blocks and outages,
+#: backoff, rework, effects on the register or the accounts.
+WALK_RULES = (
+    "predecessors",
+    "depends_on",
+    "delay_seconds",
+    "held_until",
+    "failing(",
+    "block_delay",
+    "rework_delay",
+    ".decide(",
+    ".unlock(",
+    "register.apply",
+    "accounts.transfer",
+)
+DRIVERS = [
+    ROOT / "simulator" / "engine.py",
+    ROOT / "simulator" / "virtual.py",
+    *sorted((ROOT / "services" / "runtime").glob("*.py")),
+]
+
+
+@pytest.mark.parametrize("path", DRIVERS, ids=lambda p: str(p.relative_to(ROOT)))
+def test_the_drivers_write_no_rule_of_the_walk(path):
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    for node in ast.walk(tree):  # docstrings may name the walk's rules; code may not
+        body = getattr(node, "body", None)
+        if isinstance(body, list) and body and isinstance(body[0], ast.Expr):
+            value = body[0].value
+            if isinstance(value, ast.Constant) and isinstance(value.value, str):
+                body[0] = ast.Pass()
+    code = ast.unparse(tree)  # without comments too
+    found = [rule for rule in WALK_RULES if rule in code]
+    assert found == [], f"{path.name} decides what the walk decides: {found}"
+
+
+def test_the_engine_and_the_virtual_twin_import_no_runtime():
+    for name in ("engine.py", "virtual.py", "effects.py", "montecarlo.py", "planner.py"):
+        names = imported_modules(ROOT / "simulator")[ROOT / "simulator" / name]
+        assert not {n for n in names if n.startswith("services.runtime")}, name
+        assert not {n.split(".")[0] for n in names} & {"faust", "aiokafka", "mode"}, name

@@ -16,8 +16,10 @@ from services.core.catalog import DEFAULT_CATALOG_PATH, plan_text
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def govflow(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    full_env = {**os.environ, "COLUMNS": "160", **(env or {})}
+def govflow(
+    *args: str, env: dict[str, str] | None = None, columns: int = 160
+) -> subprocess.CompletedProcess[str]:
+    full_env = {**os.environ, "COLUMNS": str(columns), **(env or {})}
     return subprocess.run(
         [sys.executable, "-m", "govflow.cli", *args],
         capture_output=True,
@@ -86,6 +88,25 @@ def test_catalog_table_is_readable():
 def test_catalog_one_matter():
     result = govflow("catalog", "--json", "--matter", "mortgage_registration")
     assert [m["id"] for m in json.loads(result.stdout)["matters"]] == ["mortgage_registration"]
+
+
+@pytest.mark.parametrize("matter", ["linked_transfer", "enterprise_establishment"])
+def test_one_matter_reads_at_80_columns_with_nothing_cut_off(matter):
+    from services.core.catalog import default_catalog
+
+    result = govflow("catalog", "--matter", matter, columns=80)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert max(len(line.rstrip()) for line in lines) <= 80
+    assert "…" not in result.stdout  # no cell truncated
+    chosen = default_catalog().matter(matter)
+    assert chosen.name in result.stdout and chosen.id in result.stdout
+    flat = " ".join(result.stdout.split())
+    for step in chosen.steps:
+        assert step.id in flat and step.name in flat
+    for target in chosen.targets:
+        assert target.metric in flat
+        assert " ".join(target.source.split())[:12] in flat.replace(" ", " ")
 
 
 def assert_one_line_error(result: subprocess.CompletedProcess[str], *needles: str) -> None:

@@ -56,9 +56,7 @@ OBJECTIVE = alert_threshold("GovflowTargetAttainmentLow", rf"ratio1h\s*<\s*{_NUM
 #: GovflowLinkedTransferStuck fires above this age (working days).
 STUCK_WORKING_DAYS = alert_threshold("GovflowLinkedTransferStuck", rf">\s*{_NUMBER}")
 #: GovflowConsumerLagGrowing's threshold (messages).
-LAG_THRESHOLD = alert_threshold(
-    "GovflowConsumerLagGrowing", rf"consumer_lag\)\s*>\s*{_NUMBER}"
-)
+LAG_THRESHOLD = alert_threshold("GovflowConsumerLagGrowing", rf"consumer_lag\)\s*>\s*{_NUMBER}")
 #: The tracker's latency histograms, by the unit of the targets they measure.
 LATENCY_HISTOGRAMS: list[tuple[str, str, str]] = [
     # (metric, title, target units that metric measures)

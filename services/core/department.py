@@ -28,7 +28,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Literal, cast
 from uuid import UUID
 
 from services.core.calendar import SHANGHAI
@@ -39,6 +39,7 @@ from services.core.events import (
     Event,
     PropertyTransferred,
     StepCompleted,
+    Utility,
     UtilityTransferred,
     completion_id,
 )
@@ -414,7 +415,8 @@ class DepartmentRules:
         elif event_type == "property.transferred":
             payload = PropertyTransferred(**common)
         elif event_type == "utility.transferred":
-            payload = UtilityTransferred(utility=step.department, holder=action.owner, **common)
+            utility = cast(Utility, step.department)  # validated by the payload model
+            payload = UtilityTransferred(utility=utility, holder=action.owner or "", **common)
         else:
             payload = StepCompleted(**common)
         return Event(

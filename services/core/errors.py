@@ -47,7 +47,7 @@ def from_validation_error(source: str, exc: ValidationError, prefix: str = "") -
     if prefix:
         path = f"{prefix}.{path}" if path and not path.startswith("[") else f"{prefix}{path}"
     reason = first["msg"]
-    if "input" in first and first["type"] not in ("missing",):
+    if first["type"] != "missing":
         shown = repr(first["input"])
         if len(shown) <= 60:
             reason += f" (got {shown})"

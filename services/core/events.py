@@ -30,10 +30,10 @@ from pydantic import (
 )
 
 from services.core.calendar import HOLIDAY_DATA_FIRST, HOLIDAY_DATA_LAST
-from services.core.catalog import Catalog, Channel, Unit
+from services.core.catalog import Catalog, Channel, Matter, Unit
 from services.core.errors import InputError, from_validation_error
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION: Literal[1] = 1
 #: Largest message a service accepts; larger ones are dead-lettered unread.
 MAX_EVENT_BYTES = 64 * 1024
 
@@ -62,7 +62,7 @@ class CaseSubmitted(Payload):
 class StepCompleted(Payload):
     """A department finished one attempt at one step of a case.
 
-    ``outcome``: ``done`` (successors may start), ``rework`` (容缺: the applicant must
+    ``outcome``: ``done`` (successors may start), ``rework`` (补正: the applicant must
     complete the materials; another attempt follows), ``retry`` (a transient fault or an
     outage: the same step is tried again after a backoff), ``rejected`` (the case ends)
     or ``released`` (property released the unit's lock after the tax pivot refused).
@@ -103,10 +103,13 @@ class PropertyTransferred(StepCompleted):
     owner: str = Field(min_length=1, max_length=128)
 
 
+Utility = Literal["power", "water", "gas", "telecom"]
+
+
 class UtilityTransferred(StepCompleted):
     """A utility moved an account to the unit's new owner."""
 
-    utility: Literal["power", "water", "gas", "telecom"]
+    utility: Utility
     unit_code: UnitCode
     holder: str = Field(min_length=1, max_length=128)
 
@@ -247,9 +250,8 @@ def _plausible(field: str, t: datetime, source: str) -> None:
         )
 
 
-def decode_event(raw: bytes | str, *, catalog: Catalog, source: str = "") -> Event:
-    """Bytes → a valid :class:`Event` under ``catalog``, or :class:`EventValidationError`
-    saying why not."""
+def _envelope(raw: bytes | str, source: str) -> _EnvelopeIn:
+    """The envelope of a message (size, JSON, shape, schema version), payload untyped."""
     size = len(raw)
     if size > MAX_EVENT_BYTES:
         raise EventValidationError(source, "", f"message of {size} bytes exceeds {MAX_EVENT_BYTES}")
@@ -270,6 +272,29 @@ def decode_event(raw: bytes | str, *, catalog: Catalog, source: str = "") -> Eve
         raise EventValidationError(
             source, "schema_version", f"unsupported schema version {envelope.schema_version}"
         )
+    return envelope
+
+
+def _check_step(payload: StepCompleted, matter: Matter, source: str) -> None:
+    """A step completion names a step of its matter, at that step's department."""
+    step = next((s for s in matter.steps if s.id == payload.step), None)
+    if step is None:
+        raise EventValidationError(
+            source, "payload.step", f"matter {matter.id} has no step {payload.step!r}"
+        )
+    if step.department != payload.department:
+        raise EventValidationError(
+            source,
+            "payload.department",
+            f"step {step.id} of {matter.id} belongs to {step.department}, "
+            f"not {payload.department!r}",
+        )
+
+
+def decode_event(raw: bytes | str, *, catalog: Catalog, source: str = "") -> Event:
+    """Bytes → a valid :class:`Event` under ``catalog``, or :class:`EventValidationError`
+    saying why not."""
+    envelope = _envelope(raw, source)
     try:
         model = payload_model(envelope.type, catalog)
     except KeyError:
@@ -291,19 +316,7 @@ def decode_event(raw: bytes | str, *, catalog: Catalog, source: str = "") -> Eve
         err = from_validation_error(source, exc, prefix="payload")
         raise EventValidationError(err.source, err.field, err.reason) from None
     if isinstance(payload, StepCompleted):
-        known_steps = {s.id: s for s in matter.steps}
-        step = known_steps.get(payload.step)
-        if step is None:
-            raise EventValidationError(
-                source, "payload.step", f"matter {matter.id} has no step {payload.step!r}"
-            )
-        if step.department != payload.department:
-            raise EventValidationError(
-                source,
-                "payload.department",
-                f"step {step.id} of {matter.id} belongs to {step.department}, "
-                f"not {payload.department!r}",
-            )
+        _check_step(payload, matter, source)
     fields = envelope.model_dump()
     fields["payload"] = payload
     return Event.model_validate(fields)

@@ -152,7 +152,7 @@ class StepTiming(_Model):
 
     ``service``: clerk working time (service and approval steps); ``lag``: time after
     the service without a clerk (site visits, internal circulation); ``duration``: an
-    external step's length; ``rework``: 容缺 — materials missing, the applicant returns
+    external step's length; ``rework``: 补正 — materials missing, the applicant returns
     after ``delay`` and the step repeats; ``reject``: the step rejects the case (e.g. tax
     refuses a transfer); ``block``: the step waits ``delay`` before it can start (e.g.
     utility arrears to be settled).
@@ -274,10 +274,18 @@ class Scenario(_Model):
         return self
 
     def _check_against(self, catalog: Catalog) -> None:
+        departments = {d.id for d in catalog.departments}
+        self._check_names(catalog, departments)
+        self._check_variants(catalog, departments)
+        for matter_id, demand in self.demand.items():
+            if demand.per_year > 0:
+                self._check_demanded(self.matter(catalog, matter_id))
+
+    def _check_names(self, catalog: Catalog, departments: set[str]) -> None:
+        """Counties, departments and matters the catalog knows."""
         unknown_counties = sorted(set(self.counties) - catalog.county_ids)
         if unknown_counties:
             raise ValueError(f"counties: unknown county {unknown_counties[0]!r}")
-        departments = {d.id for d in catalog.departments}
         for dept, staffing in self.departments.items():
             if dept not in departments:
                 raise ValueError(f"departments.{dept}: unknown department")
@@ -289,6 +297,9 @@ class Scenario(_Model):
                 catalog.matter(matter_id)
             except KeyError:
                 raise ValueError(f"{matter_id}: unknown matter {matter_id!r}") from None
+
+    def _check_variants(self, catalog: Catalog, departments: set[str]) -> None:
+        """Process variants are sound step graphs of known departments."""
         for matter_id, variant in self.process.items():
             try:
                 catalog.matter(matter_id).with_steps(variant.steps)
@@ -299,43 +310,44 @@ class Scenario(_Model):
                     raise ValueError(
                         f"process.{matter_id}.steps: unknown department {step.department!r}"
                     )
-        for matter_id, demand in self.demand.items():
-            if demand.per_year == 0:
-                continue
-            matter = self.matter(catalog, matter_id)
-            if matter.kind != "workflow":
-                raise ValueError(f"demand.{matter_id}: {matter_id} is not a workflow")
-            timings = self.timing.get(matter_id, {})
-            for step_id in timings:
-                if step_id not in {s.id for s in matter.steps}:
-                    raise ValueError(f"timing.{matter_id}.{step_id}: {matter_id} has no such step")
-            for step in matter.steps:
-                timing = timings.get(step.id)
-                if timing is None:
-                    raise ValueError(f"timing.{matter_id}.{step.id}: no timing for this step")
-                needed = "duration" if step.kind == "external" else "service"
-                if step.kind == "external" and timing.block is not None:
-                    raise ValueError(
-                        f"timing.{matter_id}.{step.id}.block: an external step is not "
-                        "served by clerks, so nothing can block it (use a longer duration)"
-                    )
-                if getattr(timing, needed) is None:
-                    raise ValueError(
-                        f"timing.{matter_id}.{step.id}.{needed}: a {step.kind} step needs it"
-                    )
-                staffing = self.departments.get(step.department)
-                if step.kind != "external":
-                    if staffing is None:
-                        raise ValueError(
-                            f"departments.{step.department}: not staffed, but {matter_id} "
-                            f"step {step.id} needs it"
-                        )
-                    for county in self.counties:
-                        if self.clerks(step.department, county) < 1:
-                            raise ValueError(
-                                f"departments.{step.department}.clerks.{county}: no clerk, "
-                                f"but {matter_id} step {step.id} needs one"
-                            )
+
+    def _check_demanded(self, matter: Matter) -> None:
+        """A matter with demand: a workflow, every step timed, every clerk step staffed."""
+        if matter.kind != "workflow":
+            raise ValueError(f"demand.{matter.id}: {matter.id} is not a workflow")
+        timings = self.timing.get(matter.id, {})
+        for step_id in timings:
+            if step_id not in {s.id for s in matter.steps}:
+                raise ValueError(f"timing.{matter.id}.{step_id}: {matter.id} has no such step")
+        for step in matter.steps:
+            timing = timings.get(step.id)
+            if timing is None:
+                raise ValueError(f"timing.{matter.id}.{step.id}: no timing for this step")
+            self._check_step(matter.id, step, timing)
+
+    def _check_step(self, matter_id: str, step: Step, timing: StepTiming) -> None:
+        where = f"timing.{matter_id}.{step.id}"
+        needed = "duration" if step.kind == "external" else "service"
+        if step.kind == "external" and timing.block is not None:
+            raise ValueError(
+                f"{where}.block: an external step is not served by clerks, so nothing can "
+                "block it (use a longer duration)"
+            )
+        if getattr(timing, needed) is None:
+            raise ValueError(f"{where}.{needed}: a {step.kind} step needs it")
+        if step.kind == "external":
+            return
+        if self.departments.get(step.department) is None:
+            raise ValueError(
+                f"departments.{step.department}: not staffed, but {matter_id} "
+                f"step {step.id} needs it"
+            )
+        for county in self.counties:
+            if self.clerks(step.department, county) < 1:
+                raise ValueError(
+                    f"departments.{step.department}.clerks.{county}: no clerk, "
+                    f"but {matter_id} step {step.id} needs one"
+                )
 
     # -- derived ----------------------------------------------------------------------
 

@@ -11,7 +11,7 @@ chunk at a time (a live service) or all at once (the simulation engine).
 Durations resolve to one of two clocks:
 
 * ``working`` — minutes, hours or working days of the department's calendar (clerk work,
-  lags, the applicant's return after 容缺 rework, arrears settlement);
+  lags, the applicant's return after 补正 rework, arrears settlement);
 * ``clock`` — calendar days (contract periods, comment periods), or any unit on a 24/7
   calendar.
 """

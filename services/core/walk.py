@@ -181,8 +181,9 @@ class MatterGraph:
     def ready(self, done: Mapping[int, float], si: int) -> tuple[tuple[int, float], ...]:
         """Successors of ``si`` whose predecessors are all ``done``, each with its
         enabling time: the latest of its predecessors' completions."""
-        if self._chain[si] is not None:  # one successor, with one predecessor
-            return ((self._chain[si], done[si]),)
+        chained = self._chain[si]
+        if chained is not None:  # one successor, with one predecessor
+            return ((chained, done[si]),)
         out = []
         for nxt in self.successors[si]:
             preds = self.predecessors[nxt]

@@ -20,7 +20,7 @@ def county_partition(county: str) -> int:
     return int(_PARTITIONER(county.encode(), partitions, partitions))
 
 
-class CountyTable(Table):  # type: ignore[misc]
+class CountyTable(Table):
     """A table whose keys start with ``"<county>|"`` and live in that county's partition.
 
     Faust puts a table write in the partition of the event being processed, so a timer

@@ -16,9 +16,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Any
+from collections.abc import AsyncIterator
+from typing import Any, cast
 
 import faust
+from faust.types import StreamT
 
 from services.core.catalog import Catalog, load_catalog
 from services.core.department import CaseRecord, DepartmentRules
@@ -80,7 +82,7 @@ class DepartmentService(Service):
         table = CountyTable(
             self.app, name=name, default=None, beacon=self.app.tables.beacon, partitions=PARTITIONS
         )
-        return self.app.tables.add(table)
+        return cast(CountyTable, self.app.tables.add(table))
 
     def on_run(self, run: RunAnnounced, scenario: Scenario) -> None:
         self.rules = DepartmentRules(
@@ -106,7 +108,7 @@ class DepartmentService(Service):
 
     # -- inputs -----------------------------------------------------------------------------
 
-    async def process_inputs(self, stream: faust.Stream) -> Any:
+    async def process_inputs(self, stream: StreamT[Any]) -> AsyncIterator[Any]:
         async for message, event in self.events_of(stream):
             if event is None:
                 yield None  # dead-lettered; yielding acknowledges it like any other

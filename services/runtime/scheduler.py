@@ -27,7 +27,7 @@ from typing import Any
 
 from services.core.department import Action, CaseRecord, DepartmentRules
 from services.core.events import Event
-from services.core.walk import NO_EFFECTS
+from services.core.walk import NO_EFFECTS, Effects
 from services.runtime.app import county_partition
 from services.runtime.deadletter import DeadLetter
 from services.runtime.topology import Keeping
@@ -138,6 +138,114 @@ class Tables:
     kept: MutableMapping[str, Any] | None = None  # the keeper's table (Keeping.table)
 
 
+class CountyTick:
+    """One county's due work in one tick (see :func:`run_county`)."""
+
+    def __init__(
+        self,
+        *,
+        service: str,
+        rules: DepartmentRules,
+        schedule: Schedule,
+        tables: Tables,
+        keeping: Keeping | None,
+        county: str,
+        run_id: str,
+        observe: Callable[[float], None],
+    ) -> None:
+        self.service, self.rules, self.schedule, self.tables = service, rules, schedule, tables
+        self.keeping, self.county, self.observe = keeping, county, observe
+        self.heap = schedule.heaps.get(county, [])
+        self.pool_key = f"{county}|{run_id}"  # a run's own clerks
+        stored = tables.pools.get(self.pool_key) if tables.pools is not None else None
+        self.pool = rules.pool(county, stored)
+        self.view: TableView | None = None
+        self.effects: Effects = NO_EFFECTS
+        if keeping is not None and tables.kept is not None:
+            self.view = TableView(tables.kept, f"{county}|{run_id}|", keeping.decode)
+            self.effects = keeping.keeper(self.view)
+        self.records: dict[str, tuple[CaseRecord, dict[str, Any]]] = {}  # now, as read
+        self.in_memory: list[tuple[float, int, Action]] = []  # follow-ups due in this tick
+        self.order = 0
+        self.taken: list[str] = []  # pending entries executed (or dropped) in this tick
+        self.later: list[Action] = []  # follow-ups for later ticks
+        self.work = UnitOfWork()
+
+    def run(self, horizon: float) -> UnitOfWork:
+        while (action := self._next(horizon)) is not None:
+            self._execute(action, horizon)
+        self.work.commit = self._commit
+        return self.work
+
+    def _next(self, horizon: float) -> Action | None:
+        """The next action due by ``horizon``: a follow-up of this tick or a stored one."""
+        heap, in_memory = self.heap, self.in_memory
+        while True:
+            stored_due = bool(heap) and heap[0][0] <= horizon
+            if not stored_due and not in_memory:
+                return None
+            if in_memory and (not stored_due or in_memory[0][0] <= heap[0][0]):
+                return heapq.heappop(in_memory)[2]
+            _, key = heapq.heappop(heap)
+            self.schedule.heaped.discard(key)
+            data = self.schedule.pending.get(key)
+            if data is None or key in self.taken:  # executed already (a duplicate entry)
+                continue
+            self.taken.append(key)
+            try:
+                return Action.from_dict(data)
+            except (TypeError, ValueError) as exc:
+                self.work.letters.append(_letter(self.service, self.county, key, data, exc))
+
+    def _record(self, case_id: str) -> CaseRecord:
+        case_key = f"{self.county}|{case_id}"
+        if case_key not in self.records:
+            read = self.tables.cases.get(case_key)
+            self.records[case_key] = (CaseRecord.from_dict(read), read or {})
+        return self.records[case_key][0]
+
+    def _execute(self, action: Action, horizon: float) -> None:
+        record = self._record(action.case_id)
+        started = time.perf_counter()
+        try:
+            follow, event = self.rules.execute(action, self.pool, record, self.effects)
+        except Exception as exc:  # an action may not wedge its county: park it
+            log.exception("action %s of %s failed; dead-lettered", action.key, self.county)
+            letter = _letter(self.service, self.county, action.key, action.to_dict(), exc)
+            self.work.letters.append(letter)
+            return
+        self.observe(time.perf_counter() - started)
+        self.work.executed += 1
+        for nxt in follow:
+            if nxt.at <= horizon:
+                self.order += 1
+                heapq.heappush(self.in_memory, (nxt.at, self.order, nxt))
+            else:
+                self.later.append(nxt)
+        if event is not None:
+            self.work.events.append(event)
+
+    def _commit(self) -> None:
+        """Record the tick's work in the tables (after its events are delivered)."""
+        tables = self.tables
+        for nxt in self.later:
+            self.schedule.plan(nxt)
+        for case_key, (record, read) in self.records.items():
+            now = record.to_dict()
+            if now == read:
+                continue
+            current = tables.cases.get(case_key) or {}
+            if current != read:  # the inputs agent changed it while we published
+                now = CaseRecord.from_dict(current).merged(record).to_dict()
+            tables.cases[case_key] = now
+        if self.work.executed and tables.pools is not None:
+            tables.pools[self.pool_key] = self.pool.snapshot()
+        if self.view is not None and self.keeping is not None:
+            self.view.write_back(self.keeping.encode)
+        for key in self.taken:
+            self.schedule.pending.pop(key, None)
+
+
 def run_county(
     *,
     service: str,
@@ -152,83 +260,17 @@ def run_county(
 ) -> UnitOfWork:
     """Execute every action of ``county`` due by ``horizon``, in time order (see the
     module doc); nothing is written to a table until the unit of work is committed."""
-    heap = schedule.heaps.get(county, [])
-    pending = schedule.pending
-    pool_key = f"{county}|{run_id}"  # a run's own clerks
-    pool = rules.pool(county, tables.pools.get(pool_key) if tables.pools is not None else None)
-    view = None
-    effects = NO_EFFECTS
-    if keeping is not None and tables.kept is not None:
-        view = TableView(tables.kept, f"{county}|{run_id}|", keeping.decode)
-        effects = keeping.keeper(view)
-    records: dict[str, tuple[CaseRecord, dict[str, Any]]] = {}  # case -> (now, as read)
-    in_memory: list[tuple[float, int, Action]] = []  # follow-ups due in this tick
-    taken: list[str] = []  # pending entries executed (or dropped) in this tick
-    later: list[Action] = []  # follow-ups for later ticks
-    work = UnitOfWork()
-    order = 0
-    while True:
-        stored_due = bool(heap) and heap[0][0] <= horizon
-        if not stored_due and not in_memory:
-            break
-        if in_memory and (not stored_due or in_memory[0][0] <= heap[0][0]):
-            _, _, action = heapq.heappop(in_memory)
-        else:
-            _, key = heapq.heappop(heap)
-            schedule.heaped.discard(key)
-            data = pending.get(key)
-            if data is None or key in taken:  # executed already (a duplicate entry)
-                continue
-            taken.append(key)
-            try:
-                action = Action.from_dict(data)
-            except (TypeError, ValueError) as exc:
-                work.letters.append(_letter(service, county, key, data, exc))
-                continue
-        case_key = f"{county}|{action.case_id}"
-        if case_key not in records:
-            read = tables.cases.get(case_key)
-            records[case_key] = (CaseRecord.from_dict(read), read or {})
-        record = records[case_key][0]
-        started = time.perf_counter()
-        try:
-            follow, event = rules.execute(action, pool, record, effects)
-        except Exception as exc:  # an action may not wedge its county: park it
-            log.exception("action %s of %s failed; dead-lettered", action.key, county)
-            work.letters.append(_letter(service, county, action.key, action.to_dict(), exc))
-            continue
-        observe(time.perf_counter() - started)
-        work.executed += 1
-        for nxt in follow:
-            if nxt.at <= horizon:
-                order += 1
-                heapq.heappush(in_memory, (nxt.at, order, nxt))
-            else:
-                later.append(nxt)
-        if event is not None:
-            work.events.append(event)
-
-    def commit() -> None:
-        """Record the tick's work in the tables (after its events are delivered)."""
-        for nxt in later:
-            schedule.plan(nxt)
-        for case_key, (record, read) in records.items():
-            now = record.to_dict()
-            if now == read:
-                continue
-            current = tables.cases.get(case_key) or {}
-            if current != read:  # the inputs agent changed it while we published
-                now = CaseRecord.from_dict(current).merged(record).to_dict()
-            tables.cases[case_key] = now
-        if work.executed and tables.pools is not None:
-            tables.pools[pool_key] = pool.snapshot()
-        if view is not None and keeping is not None:
-            view.write_back(keeping.encode)
-        for key in taken:
-            pending.pop(key, None)
-
-    work.commit = commit
-    return work
+    tick = CountyTick(
+        service=service,
+        rules=rules,
+        schedule=schedule,
+        tables=tables,
+        keeping=keeping,
+        county=county,
+        run_id=run_id,
+        observe=observe,
+    )
+    return tick.run(horizon)
 
 
 def _letter(service: str, county: str, key: str, data: Any, exc: BaseException) -> DeadLetter:

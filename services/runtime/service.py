@@ -18,7 +18,7 @@ import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
-import faust
+from faust.types import StreamT
 
 from services.core.catalog import Catalog
 from services.core.errors import InputError
@@ -89,8 +89,6 @@ class Service:
             try:
                 highwater = consumer.highwater(tp)
             except Exception:  # not fetched yet
-                continue
-            if highwater is None:
                 continue
             position = read.get(tp)
             lag = highwater - (position + 1 if position is not None else 0)
@@ -169,7 +167,7 @@ class Service:
 
     # -- input ------------------------------------------------------------------------------
 
-    async def events_of(self, stream: faust.Stream) -> AsyncIterator[tuple[Any, Event | None]]:
+    async def events_of(self, stream: StreamT[Any]) -> AsyncIterator[tuple[Any, Event | None]]:
         """A stream's messages with their events once the run is known (None: the message
         was dead-lettered)."""
         events_in = self.metrics.events_in

@@ -127,7 +127,8 @@ class CaseProgress:
             {s.id: np.array([float(self.step(s.id).attempts)]) for s in matter.steps},
         )
         submitted, done = np.array([self.submitted]), np.array([completed])
-        verdicts, latency = [], {}
+        verdicts: list[Verdict] = []
+        latency: dict[str, float] = {}
         for target in matter.targets:
             m = measure_target(
                 matter, target, submitted=submitted, completed=done, steps=times, office=office

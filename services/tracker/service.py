@@ -6,11 +6,13 @@ target's unit, verdicts, linked transfers in flight)."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import Any
 
 import faust
+from faust.types import StreamT
 
-from services.core.calendar import WorkingCalendar
+from services.core.calendar import OfficeCalendar
 from services.core.catalog import Catalog, Matter, load_catalog
 from services.core.department import instant
 from services.core.events import CaseCompleted, CaseRejected, Event
@@ -35,7 +37,7 @@ class TrackerService(Service):
         self.output_topic = app.topic(self.topics.cases, **RAW)
         self.cases = app.Table("cases", default=None, partitions=PARTITIONS)
         self.matters: dict[str, Matter] = {}
-        self.office: WorkingCalendar | None = None
+        self.office: OfficeCalendar | None = None
         self.judged = 0
         self.open_linked: dict[str, float] = {}  # linked transfers in flight: submitted at
         self.inputs_agent = app.agent(self.input_topic, name="tracker-inputs")(self.process_inputs)
@@ -92,7 +94,7 @@ class TrackerService(Service):
         self.open_linked.pop(event.case_id, None)
         metrics.events_out.labels(self.name, event.type).inc()
 
-    async def process_inputs(self, stream: faust.Stream) -> Any:
+    async def process_inputs(self, stream: StreamT[Any]) -> AsyncIterator[Any]:
         async for _message, event in self.events_of(stream):
             if event is None:
                 yield None  # dead-lettered; yielding acknowledges it like any other

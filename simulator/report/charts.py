@@ -40,7 +40,7 @@ COLOURS: dict[str, str] = {
     "a": "#5c6bc0",
     "b": "#ef6c00",
 }
-_RC: dict[str, Any] = {
+_RC: Any = {  # matplotlib rc parameters
     "svg.hashsalt": "govflow-report",
     "font.size": 9,
     "axes.titlesize": 9,
@@ -98,7 +98,7 @@ def attainment(matters: Mapping[str, MatterResult], prefix: str) -> str | None:
     with plt.rc_context(_RC):
         fig, ax = plt.subplots(figsize=(8.5, 0.32 * len(bars) + 1.3))
         positions = np.arange(len(bars))
-        for y, (_label, value, ci) in zip(positions, bars, strict=True):
+        for y, (_label, value, ci) in zip(positions.tolist(), bars, strict=True):
             if value is None:
                 ax.text(0.01, y, "n/a (not measured)", va="center", color=COLOURS["na"])
                 continue
@@ -169,21 +169,25 @@ def histograms(matters: Mapping[str, MatterResult], prefix: str) -> str | None:
         return svg_of(fig, prefix, "Latency histograms per matter with their targets")
 
 
-def utilisation(departments: Mapping[str, Mapping[str, PoolResult]], prefix: str) -> str | None:
+def _utilisation_grid(
+    departments: Mapping[str, Mapping[str, PoolResult]],
+) -> tuple[list[str], list[str], np.ndarray]:
+    """Departments (rows), counties (columns) and utilisation (NaN: no pool there)."""
     rows = [d for d, pools in departments.items() if pools]
-    counties: list[str] = []
-    for department in rows:
-        for county in departments[department]:
-            if county not in counties:
-                counties.append(county)
-    if not rows or not counties:
-        return None
+    counties = list(dict.fromkeys(c for d in rows for c in departments[d]))
     values = np.full((len(rows), len(counties)), np.nan)
     for i, department in enumerate(rows):
         for j, county in enumerate(counties):
             pool = departments[department].get(county)
             if pool is not None and math.isfinite(pool.utilization):
                 values[i, j] = pool.utilization
+    return rows, counties, values
+
+
+def utilisation(departments: Mapping[str, Mapping[str, PoolResult]], prefix: str) -> str | None:
+    rows, counties, values = _utilisation_grid(departments)
+    if not rows or not counties:
+        return None
     with plt.rc_context(_RC):
         fig, ax = plt.subplots(figsize=(0.9 * len(counties) + 2.8, 0.42 * len(rows) + 1.4))
         cmap = plt.get_cmap("YlOrRd").with_extremes(bad="#eeeeee")
@@ -232,7 +236,7 @@ def bottlenecks(ranked: Sequence[Bottleneck], prefix: str) -> str | None:
         fig, ax = plt.subplots(figsize=(7.5, 0.3 * len(shown) + 1.2))
         positions = np.arange(len(shown))
         ax.barh(positions, values, color=colours, height=0.65)
-        for y, value in zip(positions, values, strict=True):
+        for y, value in zip(positions.tolist(), values, strict=True):
             ax.text(value + 0.01, y, f"{value:.0%}", va="center", fontsize=7)
         ax.set_yticks(positions, labels)
         ax.invert_yaxis()
@@ -272,14 +276,14 @@ def comparison(
         height = 0.38
         sides = ((-height / 2, COLOURS["a"], legend[0]), (height / 2, COLOURS["b"], legend[1]))
         for side, (offset, colour, name) in enumerate(sides):
-            for y, entry in zip(positions, entries, strict=True):
-                target = entry[1 + side]
-                value = target.attainment if target is not None else None
+            for y, entry in zip(positions.tolist(), entries, strict=True):
+                shown = entry[1] if side == 0 else entry[2]
+                value = shown.attainment if shown is not None else None
                 if value is None:
                     ax.text(0.01, y + offset, "n/a", va="center", fontsize=7, color=COLOURS["na"])
                     continue
                 ax.barh(y + offset, value, height=height, color=colour, label=name)
-                err = _error_bar(value, target.ci95 if target is not None else None)
+                err = _error_bar(value, shown.ci95 if shown is not None else None)
                 if err is not None:
                     ax.errorbar(
                         value, y + offset, xerr=err, fmt="none", ecolor="#333333", capsize=2, lw=0.8

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import subprocess
@@ -10,6 +11,7 @@ import time
 import urllib.parse
 import urllib.request
 import uuid
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -46,7 +48,8 @@ def twin(tmp_path_factory: pytest.TempPathFactory):
     yield env, data, state
     stopped = govflow(env, "down", timeout=240)
     assert stopped.returncode == 0, stopped.stderr
-    time.sleep(0.5)
+    assert "every process has exited" in stopped.stdout
+    # right away: `down` returns only once what it stopped has exited
     leftovers = [p["pid"] for p in state["services"].values() if process_alive(p["pid"])]
     assert leftovers == [] and not process_alive(state["broker_pid"])
     assert not process_alive(state["prometheus"]["pid"])
@@ -159,14 +162,19 @@ def test_linked_transfers_survive_every_fault_and_verify(twin, tmp_path):
     assert counts["cases"] > 300
     assert counts["lost"] == counts["duplicates"] == 0
     assert counts["mismatched_units"] == counts["locked_units"] == 0
+    assert counts["uncleared_transfers"] == 0
     # the faults did happen: refusals at the pivot and by seizures, retried utility steps
-    events = (out / "events.csv").read_text(encoding="utf-8")
     summary = json.loads((out / "summary.json").read_text(encoding="utf-8"))
     assert summary["matters"]["linked_transfer"]["rejected"] > 5
-    assert events.count("linked_transfer") > 0
+    with (out / "events.csv").open(encoding="utf-8") as rows:
+        linked = [r for r in csv.DictReader(rows) if r["case:matter"] == "linked_transfer"]
+    refused = Counter(r["concept:name"] for r in linked if r["outcome"] == "rejected")
+    assert refused["tax_clearance"] > 5 and refused["register"] >= 1, refused  # pivot, 查封
+    retried = Counter(r["concept:name"] for r in linked if r["outcome"] == "retry")
+    assert sum(retried[u] for u in ("power_transfer", "water_transfer", "gas_transfer")) > 10
     ledger = [json.loads(line) for line in (out / "ledger.jsonl").read_text().splitlines()]
-    retried = [f for f in ledger if f["fact"] == "step" and f["attempt"] > 1]
-    assert len(retried) > 10
+    again = [f for f in ledger if f["fact"] == "step" and f["attempt"] > 1]
+    assert len(again) > 10  # retried attempts that then succeeded
 
 
 def prometheus_query(state: dict, query: str) -> list[dict]:
