@@ -36,32 +36,54 @@ from services.property.register import UnitState
 from simulator.demand import MatterArrivals, case_id, generate_demand, midnight
 from simulator.effects import Keepers
 
+#: The integer and the float columns of a step attempt, in the order they are stored.
+INT_COLUMNS = ("matter", "seq", "step", "attempt", "clerk", "start_w", "outcome")
+FLOAT_COLUMNS = ("enabled", "arrival", "done")
+_INT_TYPES = ("i", "i", "i", "i", "i", "q", "b")
 
-@dataclass
+
 class StepRecords:
-    """One row per step attempt (columns as arrays)."""
+    """One row per step attempt: ``matter`` (index into ``Replication.matters``), ``seq``,
+    ``step`` (index into the matter's steps), ``attempt``, ``clerk`` (-1: none),
+    ``start_w`` (working clock at service start), ``outcome`` (:class:`Outcome`);
+    ``enabled``, ``arrival`` (at the pool, after a block) and ``done`` (POSIX seconds).
 
-    matter: array = field(default_factory=lambda: array("i"))  # index into Replication.matters
-    seq: array = field(default_factory=lambda: array("i"))
-    step: array = field(default_factory=lambda: array("i"))  # index into the matter's steps
-    attempt: array = field(default_factory=lambda: array("i"))
-    clerk: array = field(default_factory=lambda: array("i"))  # -1: no clerk (external)
-    enabled: array = field(default_factory=lambda: array("d"))  # POSIX seconds
-    arrival: array = field(default_factory=lambda: array("d"))  # at the pool (after a block)
-    start_w: array = field(default_factory=lambda: array("q"))  # working clock at service start
-    done: array = field(default_factory=lambda: array("d"))
-    outcome: array = field(default_factory=lambda: array("b"))  # services.core.walk.Outcome
+    Stored as two interleaved arrays, one extend each per row (the engine's hot path)."""
+
+    def __init__(self) -> None:
+        self._ints = array("q")
+        self._floats = array("d")
+        self.add_ints = self._ints.extend  # (matter, seq, step, attempt, clerk, start_w, outcome)
+        self.add_floats = self._floats.extend  # (enabled, arrival, done)
+
+    def add(
+        self,
+        matter: int,
+        seq: int,
+        step: int,
+        attempt: int,
+        clerk: int,
+        enabled: float,
+        arrival: float,
+        start_w: int,
+        done: float,
+        outcome: int,
+    ) -> None:
+        self.add_ints((matter, seq, step, attempt, clerk, start_w, outcome))
+        self.add_floats((enabled, arrival, done))
 
     def __len__(self) -> int:
-        return len(self.seq)
+        return len(self._floats) // len(FLOAT_COLUMNS)
 
     def columns(self) -> dict[str, np.ndarray]:
-        return {
-            name: np.frombuffer(col, dtype=col.typecode).copy()
-            if len(col)
-            else np.empty(0, dtype=col.typecode)
-            for name, col in self.__dict__.items()
+        ints = np.frombuffer(self._ints, dtype=np.int64).reshape(-1, len(INT_COLUMNS))
+        floats = np.frombuffer(self._floats, dtype=np.float64).reshape(-1, len(FLOAT_COLUMNS))
+        out = {
+            name: ints[:, i].astype(np.dtype(typecode))
+            for i, (name, typecode) in enumerate(zip(INT_COLUMNS, _INT_TYPES, strict=True))
         }
+        out.update({name: floats[:, i].copy() for i, name in enumerate(FLOAT_COLUMNS)})
+        return out
 
 
 @dataclass
@@ -262,11 +284,7 @@ def _run(catalog: Catalog, scenario: Scenario, seed: int) -> Replication:  # noq
     pools: dict[tuple[str, int], ClerkPool] = {}
     keepers = Keepers()
     records = StepRecords()
-    rec_matter, rec_seq, rec_step = records.matter.append, records.seq.append, records.step.append
-    rec_attempt, rec_clerk = records.attempt.append, records.clerk.append
-    rec_enabled, rec_arrival = records.enabled.append, records.arrival.append
-    rec_start_w, rec_done = records.start_w.append, records.done.append
-    rec_outcome = records.outcome.append
+    add_ints, add_floats = records.add_ints, records.add_floats
     timeout = env.timeout
     DONE, REJECT = Outcome.DONE, Outcome.REJECT
 
@@ -343,16 +361,8 @@ def _run(catalog: Catalog, scenario: Scenario, seed: int) -> Replication:  # noq
         if finished is None:  # the case was rejected meanwhile
             return
         outcome = finished[0]
-        rec_matter(run.index)
-        rec_seq(seq)
-        rec_step(si)
-        rec_attempt(attempt)
-        rec_clerk(clerk)
-        rec_enabled(enabled)
-        rec_arrival(arrival)
-        rec_start_w(start_w)
-        rec_done(done)
-        rec_outcome(outcome)
+        add_ints((run.index, seq, si, attempt, clerk, start_w, outcome))
+        add_floats((enabled, arrival, done))
         if outcome is DONE:
             for nxt, at in finished.ready:
                 enable(run, seq, state, nxt, 0, at)

@@ -416,16 +416,18 @@ def rebuild(
         si = next(i for i, s in enumerate(matter.steps) if s.id == payload.step)
         clerk = int(payload.clerk.rsplit("/", 1)[1]) - 1 if payload.clerk else -1
         calendar = calendars[step_calendars[matter_index[matter_id]][si]]
-        records.matter.append(matter_index[matter_id])
-        records.seq.append(local)
-        records.step.append(si)
-        records.attempt.append(payload.attempt - 1)
-        records.clerk.append(clerk)
-        records.enabled.append(payload.enabled_at.timestamp())
-        records.arrival.append((payload.arrived_at or payload.enabled_at).timestamp())
-        records.start_w.append(calendar.clock_at(payload.started_at.timestamp()))
-        records.done.append(event.occurred_at.timestamp())
-        records.outcome.append(OUTCOMES[payload.outcome])
+        records.add(
+            matter_index[matter_id],
+            local,
+            si,
+            payload.attempt - 1,
+            clerk,
+            payload.enabled_at.timestamp(),
+            (payload.arrived_at or payload.enabled_at).timestamp(),
+            calendar.clock_at(payload.started_at.timestamp()),
+            event.occurred_at.timestamp(),
+            OUTCOMES[payload.outcome],
+        )
         if clerk >= 0:
             pool = busy.setdefault((payload.department, event.county), [0.0, 0.0])
             pool[0] += (payload.work_seconds or 0.0) * 1e6

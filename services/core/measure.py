@@ -191,5 +191,8 @@ def _share_flags(
     case_target = case_time_target(matter)
     if case_target is None:
         return np.ones(len(submitted), dtype=bool)
-    values = elapsed(case_target.unit, submitted, completed, office)
-    return case_target.meets(values)
+    finished = np.isfinite(completed)  # a case not (yet) completed is not on time
+    flags = np.zeros(len(submitted), dtype=bool)
+    values = elapsed(case_target.unit, submitted[finished], completed[finished], office)
+    flags[finished] = case_target.meets(values)
+    return flags

@@ -435,14 +435,21 @@ def read_scenario_data(path: Path, _seen: tuple[Path, ...] = ()) -> dict:
 
 
 def deep_merge(base: dict, override: dict) -> dict:
-    """``override`` merged into ``base``: mappings recursively, anything else replaced."""
+    """``override`` merged into ``base``: mappings recursively, anything else replaced.
+    A distribution of another ``kind`` replaces the base's whole (its parameters do not
+    mix: a ``fixed`` service time over a ``lognormal`` one has no ``mean`` or ``cv``)."""
     merged = dict(base)
     for key, value in override.items():
-        if isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = deep_merge(merged[key], value)
+        old = merged.get(key)
+        if isinstance(value, dict) and isinstance(old, dict) and _same_kind(old, value):
+            merged[key] = deep_merge(old, value)
         else:
             merged[key] = value
     return merged
+
+
+def _same_kind(base: dict, override: dict) -> bool:
+    return "kind" not in override or base.get("kind") == override["kind"]
 
 
 def scenario_from_dict(data: dict, catalog: Catalog, source: str = "<scenario>") -> Scenario:

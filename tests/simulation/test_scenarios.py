@@ -131,3 +131,29 @@ def test_prepared_draws_equal_lazy_draws(catalog):
                     assert bulk.draw(seq, attempt, 0.5) == lazy.draw(seq, attempt, 0.5)
             other = StepModel(scenario, matter_id, step, 100, calendar)
             assert [other.draw(s, 0) for s in range(20)] != [lazy.draw(s, 0) for s in range(20)]
+
+
+def test_a_derived_scenario_replaces_a_distribution_of_another_kind(tmp_path, catalog):
+    """Overriding a lognormal service time with a fixed one replaces it (the two kinds'
+    parameters do not mix); the same kind is merged parameter by parameter."""
+    import yaml
+
+    derived = tmp_path / "derived.yaml"
+    derived.write_text(
+        yaml.safe_dump(
+            {
+                "base": str(SCENARIOS / "shangrao-2021.yaml"),
+                "timing": {
+                    "tax_handling": {"handle": {"service": {"kind": "fixed", "value": 10}}},
+                    "mortgage_registration": {"accept": {"service": {"mean": 99}}},
+                },
+            }
+        ),
+        encoding="utf-8",
+    )
+    scenario = load_scenario(derived, catalog)
+    handle = scenario.timing["tax_handling"]["handle"]
+    assert handle.service is not None and handle.service.kind == "fixed"
+    assert handle.rework is not None  # the rest of the step's timing is kept
+    accept = scenario.timing["mortgage_registration"]["accept"].service
+    assert accept is not None and accept.kind == "lognormal" and accept.mean == 99

@@ -136,3 +136,25 @@ def test_visits_count_attempts_at_offline_service_steps(transfer):
     offline = sum(1 for s in transfer.steps if s.kind == "service" and s.channel == "offline")
     assert m.values is not None and m.values[0] == offline + 1
     assert m.attained is not None and not m.attained[0]
+
+
+def test_a_case_not_completed_is_not_on_time_and_breaks_nothing():
+    """A replay's unfinished case has no completion: the on-time rate counts it as late
+    (and the working-day arithmetic never sees a NaN)."""
+    complaint = default_catalog().matter("water_complaint")
+    on_time = next(t for t in complaint.targets if t.metric == "on_time_rate")
+    steps = times(complaint)
+    doubled = StepTimes(
+        {k: np.repeat(v, 2) for k, v in steps.enabled.items()},
+        {k: np.repeat(v, 2) for k, v in steps.done.items()},
+        {k: np.repeat(v, 2) for k, v in steps.attempts.items()},
+    )
+    m = measure_target(
+        complaint,
+        on_time,
+        submitted=np.array([at(1, 9), at(1, 9)]),
+        completed=np.array([at(1, 11), np.nan]),
+        steps=doubled,
+        office=OFFICE,
+    )
+    assert m.attained is not None and m.attained.tolist() == [True, False]
