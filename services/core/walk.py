@@ -342,17 +342,18 @@ class MatterWalk:
         first = model.first
         if attempt == 0 and seq < first.n:  # prepared: read it directly (the hot path)
             work = first.service_us[seq]
-            scale = 1.0  # prepared values are scaled already
+            lag = first.lag[seq] if first.lag is not None else 0
         else:
             scale = self.scale(segment)
             work = model.service_us(seq, attempt, scale)
+            lag = model.lag_us(seq, attempt, scale)
         clerk, start_w, done_w = pool.assign(calendar.clock_at(arrived), work)
-        if not model.has_lag:
+        if not lag:
             done = calendar.posix_at(done_w)
         elif model.lag_clock == "working":
-            done = calendar.posix_at(done_w + model.lag_us(seq, attempt, scale))
+            done = calendar.posix_at(done_w + lag)
         else:
-            done = calendar.posix_at(done_w) + model.lag_us(seq, attempt, scale) / 1e6
+            done = calendar.posix_at(done_w) + lag / 1e6
         return _new(Served, (clerk, start_w, done))
 
     def finish(
