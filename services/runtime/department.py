@@ -29,7 +29,7 @@ from services.core.scenario import Scenario
 from services.runtime.app import PARTITIONS, CountyTable
 from services.runtime.control import RunAnnounced
 from services.runtime.health import DepartmentMetrics
-from services.runtime.scheduler import Schedule, Tables, UnitOfWork, run_county
+from services.runtime.scheduler import CountyTick, Schedule, Tables, UnitOfWork
 from services.runtime.service import RAW, Service
 from services.runtime.settings import Settings, load_settings
 from services.runtime.topology import Keeping, department_topology
@@ -143,7 +143,7 @@ class DepartmentService(Service):
         horizon = clock.now() - self.settings.watermark * run.speed
         for county in self.schedule.due_counties(horizon):
             try:
-                work = run_county(
+                work = CountyTick(
                     service=self.name,
                     rules=self.rules,
                     schedule=self.schedule,
@@ -151,9 +151,8 @@ class DepartmentService(Service):
                     keeping=self.keeping,
                     county=county,
                     run_id=run.run_id,
-                    horizon=horizon,
                     observe=self.executing.observe,
-                )
+                ).run(horizon)
             except Exception:  # keep serving the other counties
                 log.exception("executing due work of %s failed", county)
                 self.schedule.forget(county)

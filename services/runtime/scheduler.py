@@ -5,7 +5,7 @@ work that publishes before it records.
   the truth (a crash loses nothing: the table is restored); a heap per county in memory
   says what falls due when, rebuilt from the table when it lacks something (after a
   restart).
-* :func:`run_county` — one county's due actions, in time order, through the rules
+* :class:`CountyTick` — one county's due actions, in time order, through the rules
   (:class:`~services.core.department.DepartmentRules`).  A follow-up that falls due in the
   same tick is executed at once instead of being stored and deleted again.  An action
   that raises is dead-lettered with the reason and dropped: the county goes on.
@@ -139,7 +139,9 @@ class Tables:
 
 
 class CountyTick:
-    """One county's due work in one tick (see :func:`run_county`)."""
+    """One county's due work in one tick: :meth:`run` executes every action due by the
+    horizon, in time order; nothing is written to a table until its unit of work is
+    committed."""
 
     def __init__(
         self,
@@ -244,33 +246,6 @@ class CountyTick:
             self.view.write_back(self.keeping.encode)
         for key in self.taken:
             self.schedule.pending.pop(key, None)
-
-
-def run_county(
-    *,
-    service: str,
-    rules: DepartmentRules,
-    schedule: Schedule,
-    tables: Tables,
-    keeping: Keeping | None,
-    county: str,
-    run_id: str,
-    horizon: float,
-    observe: Callable[[float], None] = lambda seconds: None,
-) -> UnitOfWork:
-    """Execute every action of ``county`` due by ``horizon``, in time order (see the
-    module doc); nothing is written to a table until the unit of work is committed."""
-    tick = CountyTick(
-        service=service,
-        rules=rules,
-        schedule=schedule,
-        tables=tables,
-        keeping=keeping,
-        county=county,
-        run_id=run_id,
-        observe=observe,
-    )
-    return tick.run(horizon)
 
 
 def _letter(service: str, county: str, key: str, data: Any, exc: BaseException) -> DeadLetter:
