@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint venv clean tools
+.PHONY: demo test lint venv clean tools kafka
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -47,13 +47,25 @@ $(TOOLS):
 
 tools: $(TOOLS)
 
-test: $(STAMP) $(TOOLS)
+# Apache Kafka's broker (deploy/kafka/pom.xml pins the version) from Maven Central into
+# .kafka/libs, for `govflow up --broker kafka` and the tests on it; needs Java 17 and Maven.
+KAFKA_HOME  := .kafka
+KAFKA_STAMP := $(KAFKA_HOME)/.installed
+$(KAFKA_STAMP): deploy/kafka/pom.xml
+	rm -rf $(KAFKA_HOME)/libs
+	mvn -q -B -f deploy/kafka/pom.xml dependency:copy-dependencies -DincludeScope=runtime \
+		-DoutputDirectory=$(abspath $(KAFKA_HOME))/libs
+	touch $@
+
+kafka: $(KAFKA_STAMP)
+
+test: $(STAMP) $(TOOLS) $(KAFKA_STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 	$(BIN)/python -m pytest
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis $(KAFKA_HOME)
 
 # Benchmarks (docs/BENCHMARKS.md).  Ciw goes into .venv through the `bench` extra;
 # Prosimos 2.1.0 pins click>=8.4.2, which conflicts with faust-streaming (click<8.4),

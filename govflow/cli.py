@@ -576,11 +576,24 @@ def up_command(
         bool,
         typer.Option("--prometheus", help="Also start a Prometheus server scraping every service."),
     ] = False,
+    broker: Annotated[
+        str | None,
+        typer.Option(
+            "--broker",
+            help="embedded (Tansu, the default) or kafka (Apache Kafka from `make kafka`, "
+            "needs Java 17) [GOVFLOW_BROKER]; ignored when GOVFLOW_BROKER_URL is set.",
+        ),
+    ] = None,
 ) -> None:
-    """Start the broker (embedded unless GOVFLOW_BROKER_URL is set) and every service."""
+    """Start the broker (embedded unless --broker kafka or GOVFLOW_BROKER_URL) and every
+    service."""
     from services.runtime import supervisor
 
     settings = load_settings()
+    if broker is not None:
+        if broker not in ("embedded", "kafka"):
+            raise InputError("--broker", broker, "must be embedded or kafka")
+        settings = settings.model_copy(update={"broker": broker})
     with _progress() as progress:
         progress.add_task("starting the broker and the department services", total=None)
         state = supervisor.up(settings, _catalog_from(None), prometheus=prometheus)
@@ -597,12 +610,20 @@ def up_command(
 def status_command() -> None:
     """Each service's health: process, consumer-group membership, partitions."""
     from services.runtime import supervisor
+    from services.runtime.processes import process_alive
 
     settings = load_settings()
     state, rows = supervisor.status(settings)
     if state is None:
         console.print(f"down (no twin recorded in {supervisor.state_path(settings)})")
         raise typer.Exit(code=1)
+    broker_alive = state.broker_pid is None or process_alive(state.broker_pid)
+    console.print(
+        f"broker: {state.broker_kind} {state.broker_url}"
+        + (f" pid {state.broker_pid}" if state.broker_pid else "")
+        + (" [green]alive[/]" if broker_alive else " [red]dead[/]")
+        + (f", log {state.broker_log}" if state.broker_log else "")
+    )
     table = Table(title=f"govflow twin on {state.broker_url}")
     table.add_column("Service")
     table.add_column("PID", justify="right")
@@ -626,7 +647,7 @@ def status_command() -> None:
         console.print(f"replay metrics (while a replay runs): :{state.replay_metrics_port}/metrics")
     if state.prometheus_url:
         console.print(f"Prometheus: {state.prometheus_url}")
-    if not all(r.alive and r.ready for r in rows):
+    if not broker_alive or not all(r.alive and r.ready for r in rows):
         raise typer.Exit(code=1)
 
 

@@ -60,4 +60,5 @@ def make_app(service: str, settings: Settings, broker_url: str) -> faust.App:
         autodiscover=False,
         datadir=str(datadir),
         table_cleanup_interval=60.0,
+        consumer_group_instance_id=settings.group_instance_id,
     )

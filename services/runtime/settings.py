@@ -7,6 +7,7 @@ same settings, so one environment (a shell, a compose file) configures them all.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -23,8 +24,21 @@ class Settings(BaseSettings):
         default=None,
         description="Kafka bootstrap URL (kafka://host:port). Unset: start the embedded broker.",
     )
+    broker: Literal["embedded", "kafka"] = Field(
+        default="embedded",
+        description="Which broker `govflow up` starts when GOVFLOW_BROKER_URL is unset: "
+        "embedded (Tansu, memory only, pip-installed) or kafka (Apache Kafka from "
+        "`make kafka`, KRaft, its log in the data dir).",
+    )
     broker_port: int = Field(
-        default=0, ge=0, le=65535, description="Port of the embedded broker; 0 picks a free one."
+        default=0, ge=0, le=65535, description="Port of the broker `up` starts; 0 picks a free one."
+    )
+    group_instance_id: str | None = Field(
+        default=None,
+        description="Static consumer-group membership (group.instance.id): a worker that "
+        "restarts with the same id takes its partitions back at once instead of waiting "
+        "for the session timeout. `govflow up` gives each worker <service>-1; unique per "
+        "worker of a service.",
     )
     speed: float = Field(
         default=8640.0,

@@ -1,6 +1,7 @@
 """``govflow up / status / down``: the broker and one worker process per service.
 
-``up`` starts the embedded broker (or checks ``GOVFLOW_BROKER_URL``), creates the topics,
+``up`` starts the broker — the embedded Tansu, or with ``--broker kafka`` Apache Kafka
+(its storage in ``<data_dir>/kafka``) — or checks ``GOVFLOW_BROKER_URL``, creates the topics,
 starts a Faust worker per service, waits until every one has joined its consumer group,
 and records pids, ports and log files in ``<data_dir>/state.json``.  ``down`` stops
 exactly what ``up`` started and returns only when every process has exited (SIGKILL
@@ -27,10 +28,21 @@ import yaml
 from services.core.catalog import Catalog
 from services.core.errors import InputError
 from services.core.topics import Topics
-from services.runtime.broker import EmbeddedBroker, bootstrap_of, ensure_topics, require_broker
+from services.runtime.broker import (
+    EmbeddedBroker,
+    KafkaBroker,
+    bootstrap_of,
+    ensure_topics,
+    require_broker,
+)
 from services.runtime.processes import ALIVE, GONE, process_alive, stop_process, stop_processes
 from services.runtime.settings import Settings
-from services.runtime.topology import service_names, topic_partitions
+from services.runtime.topology import (
+    PARTITIONS,
+    changelog_topics,
+    service_names,
+    topic_partitions,
+)
 
 __all__ = ["service_names", "topic_partitions"]
 
@@ -46,6 +58,9 @@ class ProcessRecord:
 class TwinState:
     broker_url: str
     broker_pid: int | None  # None: an external broker
+    broker_kind: str = "external"  # embedded (Tansu), kafka (Apache Kafka), external
+    broker_log: str | None = None
+    broker_home: str | None = None  # kafka: its configuration and log dirs
     services: dict[str, ProcessRecord] = field(default_factory=dict)
     started_at: float = field(default_factory=time.time)
     replay_metrics_port: int | None = None  # `govflow replay` serves its metrics here
@@ -118,23 +133,23 @@ def up(
     ready = settings.data_dir / "ready"
     for stale in ready.glob("*") if ready.exists() else []:
         stale.unlink()
-    broker: EmbeddedBroker | None = None
-    if settings.broker_url:
-        require_broker(settings.broker_url)
-        url = settings.broker_url
-    else:
-        broker = EmbeddedBroker(settings.broker_port, logs / "broker.log")
-        broker.start()
-        url = broker.url
-    state = TwinState(broker_url=url, broker_pid=broker.pid if broker else None)
+    state = start_broker(settings)
+    url = state.broker_url
     state.save(path)
     topics = Topics(settings.topic_prefix)
-    asyncio.run(ensure_topics(bootstrap_of(url), topic_partitions(catalog, topics)))
+    changelogs = changelog_topics(catalog, topics)
+    asyncio.run(
+        ensure_topics(
+            bootstrap_of(url),
+            {**topic_partitions(catalog, topics), **dict.fromkeys(changelogs, PARTITIONS)},
+            compacted=changelogs,
+        )
+    )
     names = service_names(catalog)
     *ports, state.replay_metrics_port = metrics_ports(settings, len(names) + 1)
     try:
         for name, port in zip(names, ports, strict=True):
-            state.services[name] = spawn_worker(settings, url, name, port)
+            state.services[name] = spawn_worker(settings, state, name, port)
             state.save(path)
         wait_ready(settings, state, timeout)
         if prometheus:
@@ -146,14 +161,61 @@ def up(
     return state
 
 
-def spawn_worker(settings: Settings, broker_url: str, name: str, port: int | None) -> ProcessRecord:
+def start_broker(settings: Settings) -> TwinState:
+    """The twin's broker: GOVFLOW_BROKER_URL if set (checked), else the one of
+    GOVFLOW_BROKER started in the data dir."""
+    if settings.broker_url:
+        require_broker(settings.broker_url)
+        return TwinState(broker_url=settings.broker_url, broker_pid=None)
+    broker: EmbeddedBroker | KafkaBroker
+    if settings.broker == "kafka":
+        # a new twin starts afresh, as the embedded broker and compose's Kafka do; only
+        # restart_broker (a crash) keeps the log dirs
+        shutil.rmtree(settings.data_dir / "kafka", ignore_errors=True)
+        broker = KafkaBroker(settings.data_dir / "kafka", settings.broker_port)
+        home: str | None = str(broker.home)
+    else:
+        broker = EmbeddedBroker(settings.broker_port, settings.data_dir / "logs" / "broker.log")
+        home = None
+    broker.start()
+    return TwinState(
+        broker_url=broker.url,
+        broker_pid=broker.pid,
+        broker_kind=broker.kind,
+        broker_log=str(broker.log_path),
+        broker_home=home,
+    )
+
+
+def restart_broker(settings: Settings) -> int:
+    """Start the twin's Apache Kafka again on its log dirs (after a crash); its new pid."""
+    path = state_path(settings)
+    state = TwinState.load(path)
+    if state is None or state.broker_kind != "kafka" or state.broker_home is None:
+        raise InputError(str(path), "broker", "only a local Apache Kafka can be restarted")
+    if state.broker_pid is not None and process_alive(state.broker_pid):
+        stop_process(state.broker_pid, timeout=30)
+    broker = KafkaBroker(Path(state.broker_home))
+    broker.start()
+    state.broker_pid = broker.pid
+    state.save(path)
+    return int(broker.pid or 0)
+
+
+def spawn_worker(
+    settings: Settings, state: TwinState, name: str, port: int | None
+) -> ProcessRecord:
     """Start one service's Faust worker (its own session, log appended)."""
     log = settings.data_dir / "logs" / f"{name}.log"
     env = {
         **os.environ,
-        "GOVFLOW_BROKER_URL": broker_url,
+        "GOVFLOW_BROKER_URL": state.broker_url,
         "GOVFLOW_DATA_DIR": str(settings.data_dir),
     }
+    # static membership: the worker restarted after a crash is the same member
+    env["GOVFLOW_GROUP_INSTANCE_ID"] = f"{name}-1"
+    if state.broker_kind != "external":  # known broker: its workarounds on or off
+        env["GOVFLOW_EMBEDDED_BROKER_QUIRKS"] = str(state.broker_kind == "embedded").lower()
     if port is not None:
         env["GOVFLOW_METRICS_PORT"] = str(port)
     process = subprocess.Popen(
@@ -188,7 +250,7 @@ def restart(settings: Settings, name: str) -> int:
     if process_alive(old.pid):
         stop_process(old.pid, timeout=10)
     (settings.data_dir / "ready" / name).unlink(missing_ok=True)
-    state.services[name] = spawn_worker(settings, state.broker_url, name, old.metrics_port)
+    state.services[name] = spawn_worker(settings, state, name, old.metrics_port)
     state.save(path)
     return state.services[name].pid
 
@@ -360,7 +422,10 @@ def down(settings: Settings, timeout: float = 10.0) -> Stopped:
         last[state.prometheus.pid] = "prometheus"
     if state.broker_pid is not None:
         last[state.broker_pid] = "broker"
-    stopped.outcomes.update({last[pid]: o for pid, o in stop_processes(last, timeout).items()})
+    broker_timeout = 30.0 if state.broker_kind == "kafka" else timeout  # a clean shutdown
+    stopped.outcomes.update(
+        {last[pid]: o for pid, o in stop_processes(last, broker_timeout).items()}
+    )
     if not stopped.still_running:
         path.unlink(missing_ok=True)
     ready = settings.data_dir / "ready"

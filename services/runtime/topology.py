@@ -76,6 +76,47 @@ def tracker_inputs(catalog: Catalog, topics: Topics) -> tuple[str, ...]:
     )
 
 
+def keeping_of(department: str) -> Keeping | None:
+    """How ``department`` keeps the state its steps' effects change (None: it keeps none)."""
+    if department == "property":
+        from services.property.service import REGISTER
+
+        return REGISTER
+    if department == "tax":
+        from services.tax.service import CLEARANCES
+
+        return CLEARANCES
+    from services.utilities.accounts import UTILITIES
+
+    if department in UTILITIES:
+        from services.utilities.service import ACCOUNTS
+
+        return ACCOUNTS
+    return None
+
+
+TRACKER_TABLES = ("cases",)
+
+
+def changelog_topic(service: str, table: str) -> str:
+    """The changelog Faust keeps a service's table in (app id ``govflow-<service>``)."""
+    return f"govflow-{service}-{table}-changelog"
+
+
+def changelog_topics(catalog: Catalog, topics: Topics) -> list[str]:
+    """Every service's table changelogs.  ``govflow up`` creates them (compacted, one
+    partition per county) before any worker starts, so that no worker finds its
+    changelog missing from the broker's metadata while Faust is still creating it."""
+    names: list[str] = []
+    for service in service_names(catalog):
+        if service == "tracker":
+            tables: tuple[str, ...] = TRACKER_TABLES
+        else:
+            tables = department_topology(catalog, topics, service, keeping_of(service)).tables
+        names.extend(changelog_topic(service, table) for table in tables)
+    return names
+
+
 def topic_partitions(catalog: Catalog, topics: Topics) -> dict[str, int]:
     """Every topic the twin uses, with its partitions (the control topic has one)."""
     return {t: 1 if t == topics.control else PARTITIONS for t in topics.all(catalog)}

@@ -21,7 +21,7 @@ from services.runtime.control import RunAnnounced
 from services.runtime.health import TrackerMetrics
 from services.runtime.service import RAW, Service
 from services.runtime.settings import Settings, load_settings
-from services.runtime.topology import PARTITIONS, tracker_inputs
+from services.runtime.topology import PARTITIONS, TRACKER_TABLES, tracker_inputs
 from services.tracker.progress import CaseProgress
 
 LINKED_MATTERS = frozenset({"linked_transfer"})
@@ -35,7 +35,7 @@ class TrackerService(Service):
         app = self.app
         self.input_topic = app.topic(*tracker_inputs(catalog, self.topics), **RAW)
         self.output_topic = app.topic(self.topics.cases, **RAW)
-        self.cases = app.Table("cases", default=None, partitions=PARTITIONS)
+        self.cases = app.Table(TRACKER_TABLES[0], default=None, partitions=PARTITIONS)
         self.matters: dict[str, Matter] = {}
         self.office: OfficeCalendar | None = None
         self.judged = 0

@@ -164,9 +164,25 @@ def test_the_workers_share_one_image(services):
 # -- Kafka and the topics --------------------------------------------------------------
 
 
+def pinned_kafka_version() -> str:
+    """The broker version ``make kafka`` resolves (deploy/kafka/pom.xml)."""
+    pom = (ROOT / "deploy" / "kafka" / "pom.xml").read_text(encoding="utf-8")
+    found = re.search(r"<kafka.version>([^<]+)</kafka.version>", pom)
+    assert found, "deploy/kafka/pom.xml pins no kafka.version"
+    return found.group(1)
+
+
+def test_compose_runs_the_kafka_version_the_tests_run(services):
+    version = pinned_kafka_version()
+    assert version.startswith("4.")
+    kafka_nodes = [n for n in services if n == "kafka" or n.startswith("kafka-")]
+    assert kafka_nodes
+    for name in kafka_nodes:
+        assert services[name]["image"] == f"apache/kafka:{version}", name
+
+
 def test_kafka_runs_in_kraft_mode(services):
     kafka = services["kafka"]
-    assert kafka["image"] == "apache/kafka:3.7.0"
     env = env_of(kafka)
     roles = env["KAFKA_PROCESS_ROLES"].split(",")
     assert "controller" in roles and "broker" in roles

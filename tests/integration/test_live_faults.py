@@ -20,6 +20,7 @@ import yaml
 
 from services.core.catalog import DEFAULT_CATALOG_PATH
 from services.runtime.processes import process_alive
+from tests.integration.conftest import BROKER_PARAMS
 from tests.integration.test_live_twin import ROOT, govflow
 
 pytestmark = pytest.mark.integration
@@ -49,11 +50,11 @@ def scenario(folder: Path, name: str, demand: dict[str, object], **changes: obje
     return path
 
 
-@pytest.fixture(scope="module")
-def twin(tmp_path_factory: pytest.TempPathFactory):
-    data = tmp_path_factory.mktemp("faults-twin")
+@pytest.fixture(scope="module", params=BROKER_PARAMS)
+def twin(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest):
+    data = tmp_path_factory.mktemp(f"faults-twin-{request.param}")
     env = {"GOVFLOW_DATA_DIR": str(data), "GOVFLOW_CATALOG_PATH": str(custom_catalog(data))}
-    started = govflow(env, "up", timeout=240)
+    started = govflow(env, "up", "--broker", request.param, timeout=240)
     assert started.returncode == 0, started.stdout + started.stderr
     state = json.loads((data / "state.json").read_text())
     yield env, data

@@ -20,6 +20,7 @@ import yaml
 from services.runtime.processes import process_alive
 from simulator.agreement import compare
 from simulator.summary import read_summary
+from tests.integration.conftest import BROKER_PARAMS
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
@@ -38,11 +39,11 @@ def govflow(
     )
 
 
-@pytest.fixture(scope="module")
-def twin(tmp_path_factory: pytest.TempPathFactory):
-    data = tmp_path_factory.mktemp("twin")
+@pytest.fixture(scope="module", params=BROKER_PARAMS)
+def twin(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest):
+    data = tmp_path_factory.mktemp(f"twin-{request.param}")
     env = {"GOVFLOW_DATA_DIR": str(data)}
-    started = govflow(env, "up", "--prometheus", timeout=240)
+    started = govflow(env, "up", "--broker", request.param, "--prometheus", timeout=240)
     assert started.returncode == 0, started.stdout + started.stderr
     state = json.loads((data / "state.json").read_text())
     yield env, data, state
