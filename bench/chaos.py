@@ -1,22 +1,34 @@
 """Crash and restart under load: SIGKILL a worker of property, tax and power in turn
-while a replay of linked transfers runs, restart each, then audit the run.
+(and, with ``--kill-broker``, Apache Kafka itself) while a replay of linked transfers
+runs, restart each, then audit the run — ``--runs`` times in a row.
 
-    .venv/bin/python bench/chaos.py [--speed 14400] [--scenario scenarios/linked-faults.yaml]
+    .venv/bin/python bench/chaos.py [--runs 10] [--broker embedded|kafka] [--load]
+                                    [--kill-broker] [--speed 14400]
+                                    [--scenario scenarios/linked-faults.yaml]
 
-The twin runs on the embedded broker in a fresh data directory. During the replay each
-victim is killed with SIGKILL (no shutdown, no commit, no flush) and started again at
-once, as a supervisor would; recovery is measured until the new worker has its
-partitions back (``ready``) and until it publishes again (``working``). After the
-replay, ``govflow verify`` audits the run. The last line is JSON: ``cases``, ``lost``,
-``duplicates``, ``mismatched_units``, ``locked_units``, ``kills`` and the recovery
-seconds of each kill. Goal: ``lost`` = 0 and ``duplicates`` = 0.
+Each run starts a fresh twin (``govflow up --broker …``) in a fresh data directory.
+During the replay each victim is killed with SIGKILL (no shutdown, no commit, no flush)
+and started again at once, as a supervisor would; recovery is measured from the
+restart until the new worker has its partitions back (``ready_s``) and until it
+publishes again (``working_s``).  ``--kill-broker`` (Kafka only) kills the broker after
+the workers, and starts it again on its log dirs.  ``--load`` runs two busy processes
+beside the twin for the whole run (the machine has two cores).  After the replay
+``govflow verify`` audits the run.
+
+A run's data directory is removed when the run met the goal and kept (its path in the
+JSON, with the workers' and the broker's logs) when it did not.  The last line is JSON:
+one entry per run (``lost``, ``duplicates``, … and each kill's recovery) and the
+totals.  Goal: ``lost`` = 0 and ``duplicates`` = 0 in every run, and every restarted
+worker publishing again within 5 s of its restart.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -24,6 +36,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -37,9 +50,10 @@ from services.runtime.broker import bootstrap_of  # noqa: E402
 from services.runtime.settings import Settings  # noqa: E402
 
 VICTIMS = ("property", "tax", "power")
+RECOVERY_GOAL_S = 5.0
 
 
-def govflow(env: dict[str, str], *args: str, **kwargs) -> subprocess.Popen[str]:
+def govflow(env: dict[str, str], *args: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [sys.executable, "-m", "govflow.cli", *args],
         cwd=ROOT,
@@ -47,8 +61,12 @@ def govflow(env: dict[str, str], *args: str, **kwargs) -> subprocess.Popen[str]:
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
-        **kwargs,
     )
+
+
+def busy() -> None:  # pragma: no cover - a load generator
+    while True:
+        sum(i * i for i in range(10_000))
 
 
 class Outputs(threading.Thread):
@@ -65,41 +83,88 @@ class Outputs(threading.Thread):
         import asyncio
 
         async def watch() -> None:
-            consumer = AIOKafkaConsumer(
-                *self.topics, bootstrap_servers=bootstrap_of(self.broker_url), group_id=None
-            )
-            await consumer.start()
-            try:
-                while not self.stop.is_set():
-                    batches = await consumer.getmany(timeout_ms=200)
-                    now = time.time()
-                    for tp, records in batches.items():
-                        if records:
-                            self.last[self.topics[tp.topic]] = now
-            finally:
-                await consumer.stop()
+            while not self.stop.is_set():
+                consumer = AIOKafkaConsumer(
+                    *self.topics, bootstrap_servers=bootstrap_of(self.broker_url), group_id=None
+                )
+                try:
+                    await consumer.start()
+                    while not self.stop.is_set():
+                        batches = await consumer.getmany(timeout_ms=200)
+                        now = time.time()
+                        for tp, records in batches.items():
+                            if records:
+                                self.last[self.topics[tp.topic]] = now
+                except Exception:  # the broker was killed: watch again once it is back
+                    await asyncio.sleep(0.5)
+                finally:
+                    await consumer.stop()
 
         asyncio.run(watch())
 
+    def published_since(self, service: str, since: float, timeout: float) -> float | None:
+        """Wall seconds from ``since`` until ``service`` published again (None: never)."""
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if self.last.get(service, 0.0) > since:
+                return self.last[service] - since
+            time.sleep(0.05)
+        return None
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--scenario", default=str(ROOT / "scenarios" / "linked-faults.yaml"))
-    parser.add_argument("--speed", type=float, default=14_400.0)
-    parser.add_argument("--first-kill", type=float, default=12.0, help="wall s into the replay")
-    parser.add_argument("--between", type=float, default=25.0, help="wall s between kills")
-    args = parser.parse_args()
 
+def kill_worker(settings: Settings, outputs: Outputs, victim: str, started: float) -> dict:
+    record = supervisor.TwinState.load(supervisor.state_path(settings)).services[victim]
+    killed_at = time.time()
+    os.kill(record.pid, signal.SIGKILL)
+    new_pid = supervisor.restart(settings, victim)
+    restarted_at = time.time()
+    ready = supervisor.wait_service_ready(settings, victim, timeout=180)
+    ready_s = time.time() - restarted_at if ready else None
+    working_s = outputs.published_since(victim, restarted_at, timeout=120)
+    return {
+        "service": victim,
+        "old_pid": record.pid,
+        "new_pid": new_pid,
+        "at_s": round(killed_at - started, 1),
+        "ready_s": round(ready_s, 2) if ready_s is not None else None,
+        "working_s": round(working_s, 2) if working_s is not None else None,
+    }
+
+
+def kill_broker(settings: Settings, outputs: Outputs, started: float) -> dict:
+    state = supervisor.TwinState.load(supervisor.state_path(settings))
+    killed_at = time.time()
+    os.kill(state.broker_pid, signal.SIGKILL)
+    time.sleep(1.0)  # the workers notice: connections refused
+    new_pid = supervisor.restart_broker(settings)
+    restarted_at = time.time()
+    working = {v: outputs.published_since(v, restarted_at, timeout=180) for v in VICTIMS}
+    return {
+        "service": "broker",
+        "old_pid": state.broker_pid,
+        "new_pid": new_pid,
+        "at_s": round(killed_at - started, 1),
+        "back_s": round(restarted_at - killed_at, 2),
+        "working_s": {v: round(s, 2) if s is not None else None for v, s in working.items()},
+    }
+
+
+def one_run(args: argparse.Namespace, number: int) -> dict[str, Any]:
     data = Path(tempfile.mkdtemp(prefix="govflow-chaos-"))
-    env = {"GOVFLOW_DATA_DIR": str(data)}
-    settings = Settings(data_dir=data)
-    print(f"chaos: twin in {data}", flush=True)
-    state = supervisor.up(settings, default_catalog())
-    kills: list[dict[str, object]] = []
-    outputs = Outputs(state.broker_url, VICTIMS)
-    outputs.start()
-    out = data / "run"
+    env = {"GOVFLOW_DATA_DIR": str(data), "GOVFLOW_BROKER": args.broker}
+    settings = Settings(data_dir=data, broker=args.broker)
+    print(f"chaos run {number}: twin on {args.broker} in {data}", flush=True)
+    load = [multiprocessing.Process(target=busy, daemon=True) for _ in range(2 if args.load else 0)]
+    for p in load:
+        p.start()
+    kills: list[dict[str, Any]] = []
+    counts: dict[str, Any] = {}
+    replay_exit: int | None = None
     try:
+        state = supervisor.up(settings, default_catalog())
+        outputs = Outputs(state.broker_url, VICTIMS)
+        outputs.start()
+        out = data / "run"
         replay = govflow(
             env,
             "replay",
@@ -111,52 +176,87 @@ def main() -> int:
             str(out),
         )
         started = time.time()
-        for i, victim in enumerate(VICTIMS):
+        targets: list[str] = [*VICTIMS, *(["broker"] if args.kill_broker else [])]
+        for i, victim in enumerate(targets):
             time.sleep(max(0.0, started + args.first_kill + i * args.between - time.time()))
             if replay.poll() is not None:
                 print(f"chaos: the replay ended before killing {victim}", flush=True)
                 break
-            record = supervisor.TwinState.load(supervisor.state_path(settings)).services[victim]
-            killed_at = time.time()
-            os.kill(record.pid, signal.SIGKILL)
-            new_pid = supervisor.restart(settings, victim)
-            ready = supervisor.wait_service_ready(settings, victim, timeout=180)
-            ready_s = time.time() - killed_at if ready else None
-            working_s = None
-            deadline = time.time() + 120
-            while time.time() < deadline and replay.poll() is None:
-                if outputs.last.get(victim, 0.0) > killed_at + (ready_s or 0.0):
-                    working_s = outputs.last[victim] - killed_at
-                    break
-                time.sleep(0.2)
-            kill = {
-                "service": victim,
-                "old_pid": record.pid,
-                "new_pid": new_pid,
-                "at_s": round(killed_at - started, 1),
-                "ready_s": round(ready_s, 2) if ready_s is not None else None,
-                "working_s": round(working_s, 2) if working_s is not None else None,
-            }
+            if victim == "broker":
+                kill = kill_broker(settings, outputs, started)
+            else:
+                kill = kill_worker(settings, outputs, victim, started)
             kills.append(kill)
             print(f"chaos: killed {victim} at {kill['at_s']} s: {kill}", flush=True)
         replay_output, _ = replay.communicate(timeout=1800)
-        print(replay_output[-1500:], flush=True)
+        replay_exit = replay.returncode
+        print(replay_output[-600:], flush=True)
         verify = govflow(env, "verify", "--run", str(out))
         verify_output, _ = verify.communicate(timeout=600)
-        print(verify_output, flush=True)
         counts = json.loads(verify_output.strip().splitlines()[-1])
-    finally:
         outputs.stop.set()
+    finally:
         supervisor.down(settings)
-    result = {
-        "benchmark": "chaos",
-        "scenario": Path(args.scenario).name,
-        "speed": args.speed,
-        "replay_exit": replay.returncode,
+        for p in load:
+            p.kill()
+    workers = [k for k in kills if k["service"] != "broker"]
+    recovered = all(
+        k["working_s"] is not None and k["working_s"] <= RECOVERY_GOAL_S for k in workers
+    )
+    result: dict[str, Any] = {
+        "run": number,
+        "replay_exit": replay_exit,
         **counts,
         "kills": len(kills),
         "recovery": kills,
-        "goal_met": counts["lost"] == 0 and counts["duplicates"] == 0 and len(kills) == 3,
+        "recovered_within_5s": recovered,
+        "goal_met": counts.get("lost") == 0
+        and counts.get("duplicates") == 0
+        and len(kills) == len(VICTIMS) + (1 if args.kill_broker else 0),
+    }
+    if result["goal_met"]:
+        shutil.rmtree(data, ignore_errors=True)
+    else:
+        result["kept"] = str(data)  # the logs of a failed run
+    print(f"chaos run {number}: {json.dumps(result, ensure_ascii=False)}", flush=True)
+    return result
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--scenario", default=str(ROOT / "scenarios" / "linked-faults.yaml"))
+    parser.add_argument("--speed", type=float, default=14_400.0)
+    parser.add_argument("--runs", type=int, default=1)
+    parser.add_argument("--broker", choices=("embedded", "kafka"), default="embedded")
+    parser.add_argument("--load", action="store_true", help="two busy processes beside the twin")
+    parser.add_argument(
+        "--kill-broker", action="store_true", help="also SIGKILL Kafka and restart it"
+    )
+    parser.add_argument("--first-kill", type=float, default=12.0, help="wall s into the replay")
+    parser.add_argument("--between", type=float, default=20.0, help="wall s between kills")
+    args = parser.parse_args()
+    if args.kill_broker and args.broker != "kafka":
+        parser.error("--kill-broker needs --broker kafka (the embedded broker keeps no log)")
+
+    runs = [one_run(args, n) for n in range(1, args.runs + 1)]
+    working = [k["working_s"] for r in runs for k in r["recovery"] if k["service"] != "broker"]
+    measured = sorted(w for w in working if w is not None)
+    result = {
+        "benchmark": "chaos",
+        "scenario": Path(args.scenario).name,
+        "broker": args.broker,
+        "load": args.load,
+        "kill_broker": args.kill_broker,
+        "speed": args.speed,
+        "runs": len(runs),
+        "lost_per_run": [r.get("lost") for r in runs],
+        "duplicates_per_run": [r.get("duplicates") for r in runs],
+        "working_s_max": max(measured) if measured else None,
+        "working_s_median": measured[len(measured) // 2] if measured else None,
+        "restarts_not_publishing": sum(1 for w in working if w is None),
+        "goal_met": all(r["goal_met"] for r in runs),
+        "recovered_within_5s": all(r["recovered_within_5s"] for r in runs),
+        "every_run": runs,
     }
     print(json.dumps(result, ensure_ascii=False))
     return 0 if result["goal_met"] else 1

@@ -26,7 +26,7 @@ from services.core.catalog import Catalog, load_catalog
 from services.core.department import CaseRecord, DepartmentRules
 from services.core.events import Event
 from services.core.scenario import Scenario
-from services.runtime.app import PARTITIONS, CountyTable
+from services.runtime.app import PARTITIONS, CountyTable, county_partition
 from services.runtime.control import RunAnnounced
 from services.runtime.health import DepartmentMetrics
 from services.runtime.scheduler import CountyTick, Schedule, Tables, UnitOfWork
@@ -70,6 +70,27 @@ class DepartmentService(Service):
         self.processing = self.metrics.processing.labels(department, "input")
         self.executing = self.metrics.processing.labels(department, "action")
         app.timer(interval=TICK_INTERVAL)(self.run_due)
+        app.on_partitions_revoked.connect(self.on_partitions_revoked)  # type: ignore[arg-type]
+        self.schedule.pending.on_recover(self.on_tables_recovered)  # type: ignore[attr-defined]
+
+    # -- rebalances: the clock stops until the tables are whole again ----------------------
+
+    async def on_partitions_revoked(self, sender: Any, revoked: Any, **_: Any) -> None:
+        self.schedule.synced = False
+
+    async def on_tables_recovered(self) -> None:
+        """Every table is restored from its changelog: rebuild the schedule's heaps for
+        the counties this worker now owns, and let the clock tick."""
+        changelog = self.schedule.pending.changelog_topic.get_topic_name()  # type: ignore[attr-defined]
+        owned = {
+            tp.partition for tp in self.app.assignor.assigned_actives() if tp.topic == changelog
+        }
+        self.schedule.rebuild(lambda county: county_partition(county) in owned)
+        log.info(
+            "tables recovered: %d pending actions in %d counties",
+            len(self.schedule.heaped),
+            len(self.schedule.heaps),
+        )
 
     @property
     def pending(self) -> Any:
@@ -139,7 +160,8 @@ class DepartmentService(Service):
         run, clock = self.control.run, self.control.clock
         if clock is None or self.rules is None or run is None:
             return
-        self.schedule.resync()
+        if not self.schedule.synced or self.app.rebalancing or self.app.in_recovery:
+            return  # tables incomplete: acting now would read and overwrite stale state
         horizon = clock.now() - self.settings.watermark * run.speed
         for county in self.schedule.due_counties(horizon):
             try:

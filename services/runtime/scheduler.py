@@ -3,8 +3,7 @@ work that publishes before it records.
 
 * :class:`Schedule` — the pending actions.  The changelog-backed ``pending`` table is
   the truth (a crash loses nothing: the table is restored); a heap per county in memory
-  says what falls due when, rebuilt from the table when it lacks something (after a
-  restart).
+  says what falls due when, rebuilt from the table once its recovery is complete.
 * :class:`CountyTick` — one county's due actions, in time order, through the rules
   (:class:`~services.core.department.DepartmentRules`).  A follow-up that falls due in the
   same tick is executed at once instead of being stored and deleted again.  An action
@@ -36,12 +35,19 @@ log = logging.getLogger(__name__)
 
 
 class Schedule:
-    """Planned work: the ``pending`` table and, per county, a heap of (due, key)."""
+    """Planned work: the ``pending`` table and, per county, a heap of (due, key).
+
+    The heaps are a cache of the table.  They are rebuilt (:meth:`rebuild`) once the
+    table's recovery from its changelog is complete — never from a table half restored,
+    whose later changelog records would resurrect or hide entries — and ``synced`` is
+    False from the start of a rebalance until then: the clock does not tick meanwhile.
+    """
 
     def __init__(self, pending: MutableMapping[str, Any]) -> None:
         self.pending = pending
         self.heaps: dict[str, list[tuple[float, str]]] = {}
         self.heaped: set[str] = set()  # the pending keys that have an entry in the heaps
+        self.synced = False  # the heaps hold every entry of the (recovered) table
 
     def plan(self, action: Action) -> None:
         key = f"{action.county}|{action.key}"
@@ -50,22 +56,27 @@ class Schedule:
             self.heaped.add(key)
             heapq.heappush(self.heaps.setdefault(action.county, []), (action.at, key))
 
-    def resync(self) -> None:
-        """Rebuild the heaps when the pending table holds work they lack (after a
-        restart the table is restored from its changelog; the heaps are not).  Counted
-        by key, so a redelivered event's replanned action cannot mask a recovered one."""
-        if len(self.heaped) >= len(self.pending):
-            return
+    def rebuild(self, owned: Callable[[str], bool] = lambda county: True) -> None:
+        """The heaps from the table: every entry of the counties this worker ``owned``."""
         self.heaps, self.heaped = {}, set()
         for key, data in list(self.pending.items()):
-            if data is not None:
+            if data is not None and owned(data["county"]):
                 self.heaped.add(key)
                 heapq.heappush(self.heaps.setdefault(data["county"], []), (data["at"], key))
+        self.synced = True
 
     def forget(self, county: str) -> None:
-        """Drop a county's heap (rebuilt from the pending table at the next resync)."""
-        self.heaps.pop(county, None)
-        self.heaped = {k for k in self.heaped if not k.startswith(f"{county}|")}
+        """Rebuild one county's heap from the table (its tick failed midway: the entries
+        it took are still in the table and will be executed again)."""
+        prefix = f"{county}|"
+        self.heaped = {k for k in self.heaped if not k.startswith(prefix)}
+        heap: list[tuple[float, str]] = []
+        for key, data in list(self.pending.items()):
+            if data is not None and key.startswith(prefix):
+                self.heaped.add(key)
+                heap.append((data["at"], key))
+        heapq.heapify(heap)
+        self.heaps[county] = heap
 
     def due_counties(self, horizon: float) -> list[str]:
         return [c for c, heap in self.heaps.items() if heap and heap[0][0] <= horizon]

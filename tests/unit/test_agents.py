@@ -39,6 +39,8 @@ def announcement(run_id: str = "t1", *, sim_epoch: float | None = None, speed: f
 
 def started(service: Service, run: RunAnnounced) -> Service:
     assert service.announce(run, run.load(service.catalog))
+    if isinstance(service, DepartmentService):
+        service.schedule.rebuild()  # as after the tables' recovery (no broker here)
     return service
 
 
@@ -92,6 +94,47 @@ async def test_completions_not_delivered_are_redone_with_the_same_ids(property_s
     sent = [json.loads(c.kwargs["value"]) for c in published.call_args_list]
     assert [e["case_id"] for e in sent] == [event.case_id]
     assert len(service.pending) == 0
+
+
+async def test_the_clock_waits_for_the_tables_and_rebuilds_only_owned_counties(
+    property_service,
+):
+    """After a rebalance starts the clock does not act (the tables may be half
+    restored); once they are recovered, the heaps hold every planned action of the
+    counties this worker owns — also those restored after the first look — and no other."""
+    from faust.types import TP
+
+    from services.runtime.app import county_partition
+
+    service = property_service
+    event, _ = next(linked_submissions())
+    await service.on_partitions_revoked(service.app, set())
+    with patch.object(
+        service.output_topic, "send", new=AsyncMock(side_effect=delivered)
+    ) as published:
+        async with service.inputs_agent.test_context() as inputs:
+            await inputs.put(event.to_bytes(), key=event.county.encode())
+            await service.run_due()
+        assert published.call_count == 0  # not synced: nothing executed
+        assert len(service.pending) == 1
+        # a planned action of a county another worker owns (restored from a changelog)
+        foreign = next(
+            c
+            for c in service.rules.scenario.counties  # type: ignore[union-attr]
+            if county_partition(c) != county_partition(event.county)
+        )
+        data = dict(next(iter(service.pending.values())), county=foreign)
+        service.pending[f"{foreign}|elsewhere"] = data
+        changelog = service.pending.changelog_topic.get_topic_name()
+        owned = {TP(changelog, county_partition(event.county))}
+        with patch.object(service.app.assignor, "assigned_actives", return_value=owned):
+            await service.on_tables_recovered()
+        assert service.schedule.synced
+        assert set(service.schedule.heaps) == {event.county}
+        await service.run_due()
+        await service.run_due()
+    sent = [json.loads(c.kwargs["value"]) for c in published.call_args_list]
+    assert [e["case_id"] for e in sent] == [event.case_id]
 
 
 async def test_submission_plans_the_entry_step_once(property_service):
@@ -224,3 +267,26 @@ async def test_a_clock_outside_the_calendar_does_not_stop_the_metrics_timer(tmp_
             await service.observe()
     warnings = [r for r in caplog.records if "gauges not refreshed" in r.getMessage()]
     assert len(warnings) == 1 and "CalendarRangeError" in warnings[0].getMessage()
+
+
+def test_up_creates_the_changelog_of_every_table_each_service_keeps(tmp_path):
+    """`govflow up` pre-creates the changelogs: the list must be exactly the tables the
+    services create (a missing one is created by Faust in a race with its own agents)."""
+    from services.core.topics import Topics
+    from services.runtime.topology import changelog_topics, keeping_of, service_names
+    from services.tracker.service import TrackerService
+
+    catalog = default_catalog()
+    made: list[str] = []
+    for name in service_names(catalog):
+        settings = Settings(data_dir=tmp_path / name)
+        if name == "tracker":
+            service: Service = TrackerService(settings, "kafka://127.0.0.1:9", catalog)
+        else:
+            service = DepartmentService(
+                name, settings, "kafka://127.0.0.1:9", catalog, keeping_of(name)
+            )
+        made.extend(t.changelog_topic.get_topic_name() for t in service.app.tables.values())
+    assert sorted(made) == sorted(changelog_topics(catalog, Topics()))
+    assert "govflow-property-units-changelog" in made
+    assert "govflow-water-holders-changelog" in made
