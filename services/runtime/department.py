@@ -69,9 +69,16 @@ class DepartmentService(Service):
         assert isinstance(self.metrics, DepartmentMetrics)
         self.processing = self.metrics.processing.labels(department, "input")
         self.executing = self.metrics.processing.labels(department, "action")
+        self.county_locks: dict[str, asyncio.Lock] = {}
         app.timer(interval=TICK_INTERVAL)(self.run_due)
         app.on_partitions_revoked.connect(self.on_partitions_revoked)  # type: ignore[arg-type]
         self.schedule.pending.on_recover(self.on_tables_recovered)  # type: ignore[attr-defined]
+
+    def county_lock(self, county: str) -> asyncio.Lock:
+        lock = self.county_locks.get(county)
+        if lock is None:
+            lock = self.county_locks[county] = asyncio.Lock()
+        return lock
 
     # -- rebalances: the clock stops until the tables are whole again ----------------------
 
@@ -135,23 +142,28 @@ class DepartmentService(Service):
                 yield None  # dead-lettered; yielding acknowledges it like any other
                 continue
             assert self.rules is not None
-            started = time.perf_counter()
-            try:
-                case_key = f"{event.county}|{event.case_id}"
-                record = CaseRecord.from_dict(self.cases.get(case_key))
-                actions = self.rules.on_event(event, record)
-            except Exception as exc:  # no input may stop the service
-                log.exception("event %s could not be handled", event.event_id)
-                await self.park(message, f"could not be handled: {exc!r}", "")
-                yield None
-                continue
-            # the planned work first, then the record that says it is planned: a crash
-            # in between replans the same keys when the event is redelivered
-            for action in actions:
-                self.schedule.plan(action)
-            self.cases[case_key] = record.to_dict()
-            self.processing.observe(time.perf_counter() - started)
-            yield event.event_id
+            # one writer per county at a time: a tick that is publishing holds the lock
+            # from reading its cases to recording them, so a join (register needs review
+            # here *and* the tax clearance from tax) is decided on both completions
+            async with self.county_lock(event.county):
+                started = time.perf_counter()
+                try:
+                    case_key = f"{event.county}|{event.case_id}"
+                    record = CaseRecord.from_dict(self.cases.get(case_key))
+                    actions = self.rules.on_event(event, record)
+                except Exception as exc:  # no input may stop the service
+                    log.exception("event %s could not be handled", event.event_id)
+                    await self.park(message, f"could not be handled: {exc!r}", "")
+                    handled = False
+                else:
+                    # the planned work first, then the record that says it is planned: a
+                    # crash in between replans the same keys when the event is redelivered
+                    for action in actions:
+                        self.schedule.plan(action)
+                    self.cases[case_key] = record.to_dict()
+                    self.processing.observe(time.perf_counter() - started)
+                    handled = True
+            yield event.event_id if handled else None
 
     # -- the clock --------------------------------------------------------------------------
 
@@ -164,22 +176,28 @@ class DepartmentService(Service):
             return  # tables incomplete: acting now would read and overwrite stale state
         horizon = clock.now() - self.settings.watermark * run.speed
         for county in self.schedule.due_counties(horizon):
-            try:
-                work = CountyTick(
-                    service=self.name,
-                    rules=self.rules,
-                    schedule=self.schedule,
-                    tables=self.tables,
-                    keeping=self.keeping,
-                    county=county,
-                    run_id=run.run_id,
-                    observe=self.executing.observe,
-                ).run(horizon)
-            except Exception:  # keep serving the other counties
-                log.exception("executing due work of %s failed", county)
-                self.schedule.forget(county)
-                continue
-            await self.publish_then_commit(county, work)
+            async with self.county_lock(county):
+                await self.tick(county, run.run_id, horizon)
+
+    async def tick(self, county: str, run_id: str, horizon: float) -> None:
+        """One county's due work: execute, publish, record (under the county's lock)."""
+        assert self.rules is not None
+        try:
+            work = CountyTick(
+                service=self.name,
+                rules=self.rules,
+                schedule=self.schedule,
+                tables=self.tables,
+                keeping=self.keeping,
+                county=county,
+                run_id=run_id,
+                observe=self.executing.observe,
+            ).run(horizon)
+        except Exception:  # keep serving the other counties
+            log.exception("executing due work of %s failed", county)
+            self.schedule.forget(county)
+            return
+        await self.publish_then_commit(county, work)
 
     async def publish_then_commit(self, county: str, work: UnitOfWork) -> None:
         """Publish the tick's events and letters; once the broker has them, commit."""

@@ -152,7 +152,8 @@ class Tables:
 class CountyTick:
     """One county's due work in one tick: :meth:`run` executes every action due by the
     horizon, in time order; nothing is written to a table until its unit of work is
-    committed."""
+    committed.  The caller holds the county's lock from :meth:`run` to the commit, so no
+    event of the county is handled in between (a join would see neither completion)."""
 
     def __init__(
         self,
@@ -247,10 +248,7 @@ class CountyTick:
             now = record.to_dict()
             if now == read:
                 continue
-            current = tables.cases.get(case_key) or {}
-            if current != read:  # the inputs agent changed it while we published
-                now = CaseRecord.from_dict(current).merged(record).to_dict()
-            tables.cases[case_key] = now
+            tables.cases[case_key] = now  # nobody wrote it since: the county was locked
         if self.work.executed and tables.pools is not None:
             tables.pools[self.pool_key] = self.pool.snapshot()
         if self.view is not None and self.keeping is not None:

@@ -137,6 +137,24 @@ async def test_the_clock_waits_for_the_tables_and_rebuilds_only_owned_counties(
     assert [e["case_id"] for e in sent] == [event.case_id]
 
 
+async def test_an_event_waits_while_its_countys_tick_is_publishing(property_service):
+    """The lost join: a tick that completes review here while tax's clearance arrives
+    must not let both read the case before either records it.  The inputs agent takes
+    the county's lock, which a tick holds from reading its cases to recording them."""
+    service = property_service
+    event, _ = next(linked_submissions())
+    case_key = f"{event.county}|{event.case_id}"
+    async with service.inputs_agent.test_context() as inputs:
+        async with service.county_lock(event.county):  # a tick publishing
+            put = asyncio.ensure_future(inputs.put(event.to_bytes(), key=event.county.encode()))
+            await asyncio.sleep(0.2)
+            assert service.cases.get(case_key) is None  # the event waits
+            assert len(service.pending) == 0
+        await asyncio.wait_for(put, 5)
+    assert service.cases.get(case_key) is not None
+    assert len(service.pending) == 1
+
+
 async def test_submission_plans_the_entry_step_once(property_service):
     service = property_service
     event, _ = next(linked_submissions())
