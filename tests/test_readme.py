@@ -65,6 +65,8 @@ def copy(tmp_path_factory: pytest.TempPathFactory) -> Path:
         else:
             shutil.copy2(source, folder / name)
     (folder / ".venv").symlink_to(ROOT / ".venv")
+    if (ROOT / ".kafka").is_dir():  # `make kafka`, which `make test` runs first
+        (folder / ".kafka").symlink_to(ROOT / ".kafka")
     return folder
 
 

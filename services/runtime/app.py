@@ -36,7 +36,7 @@ class CountyTable(Table):
 
 
 def make_app(service: str, settings: Settings, broker_url: str) -> faust.App:
-    """A Faust app for one service (``govflow-<service>``), at-least-once.
+    """A Faust app for one service (``govflow-<service>``), at-least-once by default.
 
     ``producer_max_batch_size=1``: the embedded broker (Tansu) answers ListOffsets with
     the start of the last *batch*, so a changelog written in multi-record batches is
@@ -49,7 +49,7 @@ def make_app(service: str, settings: Settings, broker_url: str) -> faust.App:
         f"govflow-{service}",
         broker=broker_url,
         store="memory://",
-        processing_guarantee="at_least_once",
+        processing_guarantee=settings.processing_guarantee,
         topic_partitions=PARTITIONS,
         topic_replication_factor=1,
         broker_session_timeout=10,

@@ -40,6 +40,11 @@ class Settings(BaseSettings):
         "for the session timeout. `govflow up` gives each worker <service>-1; unique per "
         "worker of a service.",
     )
+    processing_guarantee: Literal["at_least_once", "exactly_once"] = Field(
+        default="at_least_once",
+        description="Faust's processing guarantee. exactly_once needs broker transactions "
+        "(Apache Kafka, not the embedded broker); docs/RELIABILITY.md says how it fared.",
+    )
     speed: float = Field(
         default=8640.0,
         gt=0,
