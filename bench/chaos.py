@@ -132,7 +132,11 @@ class Outputs(threading.Thread):
                         now = time.time()
                         for tp, records in batches.items():
                             for message in records:
-                                self.record(tp.topic, message.value, now)
+                                # when the producer made it, not when we fetched it: a
+                                # record of the killed worker fetched late is not the
+                                # new worker's
+                                made = message.timestamp / 1000 if message.timestamp else now
+                                self.record(tp.topic, message.value, made)
                 except Exception:  # the broker was killed: watch again once it is back
                     await asyncio.sleep(0.5)
                 finally:
@@ -244,6 +248,13 @@ def one_run(args: argparse.Namespace, number: int) -> dict[str, Any]:
         for p in load:
             p.kill()
     workers = [k for k in kills if k["service"] != "broker"]
+    # the consumer's position jumping ahead (services/runtime/offsets.py rewinds it)
+    rewinds: dict[str, int] = {}
+    for log_file in sorted((data / "logs").glob("*.log")):
+        text = log_file.read_text(errors="replace")
+        jumps = text.count("the consumer jumped from") + text.count("are not in the log")
+        if jumps:
+            rewinds[log_file.stem] = jumps
     recovered = all(k["late_s"] is not None and k["late_s"] <= RECOVERY_GOAL_S for k in workers)
     result: dict[str, Any] = {
         "run": number,
@@ -252,6 +263,7 @@ def one_run(args: argparse.Namespace, number: int) -> dict[str, Any]:
         "kills": len(kills),
         "recovery": kills,
         "recovered_within_5s": recovered,
+        "position_jumps_rewound": rewinds,
         "goal_met": counts.get("lost") == 0
         and counts.get("duplicates") == 0
         and len(kills) == len(VICTIMS) + (1 if args.kill_broker else 0),

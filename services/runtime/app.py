@@ -8,6 +8,7 @@ import faust
 from aiokafka.partitioner import DefaultPartitioner
 from faust.tables.table import Table
 
+from services.runtime import offsets
 from services.runtime.settings import Settings
 from services.runtime.topology import PARTITIONS
 
@@ -41,11 +42,12 @@ def make_app(service: str, settings: Settings, broker_url: str) -> faust.App:
     ``producer_max_batch_size=1``: the embedded broker (Tansu) answers ListOffsets with
     the start of the last *batch*, so a changelog written in multi-record batches is
     recovered short; one record per batch makes recovery exact.  Apache Kafka does not
-    need it, but it costs little at the twin's rates.
+    need it, but it costs little at the twin's rates.  Its consumer never skips an input
+    record (:mod:`services.runtime.offsets`).
     """
     datadir = settings.data_dir / "faust" / service
     datadir.parent.mkdir(parents=True, exist_ok=True)
-    return faust.App(
+    app = faust.App(
         f"govflow-{service}",
         broker=broker_url,
         store="memory://",
@@ -62,3 +64,6 @@ def make_app(service: str, settings: Settings, broker_url: str) -> faust.App:
         table_cleanup_interval=60.0,
         consumer_group_instance_id=settings.group_instance_id,
     )
+    if settings.processing_guarantee == "at_least_once":
+        offsets.install(app)  # a jump of the consumer's position is rewound, not committed
+    return app
