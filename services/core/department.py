@@ -88,15 +88,6 @@ class CaseRecord:
         self.done = {steps[i].id: t for i, t in sorted(state.done.items())}
         self.rejected = state.rejected
 
-    def merged(self, other: CaseRecord) -> CaseRecord:
-        """Both records' knowledge (a grow-only merge: ids seen, steps done, rejection) —
-        for two writers that changed the same case concurrently."""
-        return CaseRecord(
-            seen=self.seen + [i for i in other.seen if i not in self.seen],
-            done={**other.done, **self.done},
-            rejected=self.rejected or other.rejected,
-        )
-
 
 @dataclass
 class Action:
