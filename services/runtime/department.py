@@ -3,7 +3,7 @@
 * ``inputs`` agent — every event on the department's input topics
   (:mod:`services.runtime.topology`), decoded strictly (malformed → dead letter), handed
   to :meth:`~services.core.department.DepartmentRules.on_event`; the planned actions go
-  into the schedule's ``pending`` table (changelog-backed: a crash loses nothing).
+  into the schedule's ``pending`` state (changelog-backed: a crash loses nothing).
 * a timer — the clock (:mod:`services.runtime.scheduler`): every county's due actions in
   time order, their events published on the department's topic (rejections on the
   rejections topic), and only then the work recorded.  The tables are keyed by county
@@ -32,7 +32,8 @@ from services.runtime.health import DepartmentMetrics
 from services.runtime.scheduler import CountyTick, Schedule, Tables, UnitOfWork
 from services.runtime.service import RAW, Service
 from services.runtime.settings import Settings, load_settings
-from services.runtime.topology import Keeping, department_topology
+from services.runtime.state import DepartmentState
+from services.runtime.topology import STATE_TABLE, Keeping, department_topology
 
 log = logging.getLogger(__name__)
 
@@ -56,11 +57,16 @@ class DepartmentService(Service):
         self.input_topic = app.topic(*self.topology.inputs, **RAW)
         self.output_topic = app.topic(self.topology.output, **RAW)
         self.rejection_topic = app.topic(self.topology.rejections, **RAW)
-        tables = {name: self._county_table(name) for name in self.topology.tables}
-        self.cases = tables["cases"]
-        self.schedule = Schedule(tables["pending"])
+        # every kind of state in one table: a county's units of work land whole
+        self.state = DepartmentState(self._county_table(STATE_TABLE))
+        kinds = {name: self.state.slice(name) for name in self.topology.tables}
+        self.cases = kinds["cases"]
+        self.schedule = Schedule(kinds["pending"])
         self.tables = Tables(
-            tables["cases"], tables.get("pools"), tables[keeping.table] if keeping else None
+            kinds["cases"],
+            kinds.get("pools"),
+            kinds[keeping.table] if keeping else None,
+            self.state,
         )
         self.rules: DepartmentRules | None = None
         self.inputs_agent = app.agent(self.input_topic, name=f"{department}-inputs")(
@@ -72,7 +78,7 @@ class DepartmentService(Service):
         self.county_locks: dict[str, asyncio.Lock] = {}
         app.timer(interval=TICK_INTERVAL)(self.run_due)
         app.on_partitions_revoked.connect(self.on_partitions_revoked)  # type: ignore[arg-type]
-        self.schedule.pending.on_recover(self.on_tables_recovered)  # type: ignore[attr-defined]
+        self.state.table.on_recover(self.on_tables_recovered)  # type: ignore[attr-defined]
 
     def county_lock(self, county: str) -> asyncio.Lock:
         lock = self.county_locks.get(county)
@@ -86,15 +92,19 @@ class DepartmentService(Service):
         self.schedule.synced = False
 
     async def on_tables_recovered(self) -> None:
-        """Every table is restored from its changelog: rebuild the schedule's heaps for
-        the counties this worker now owns, and let the clock tick."""
-        changelog = self.schedule.pending.changelog_topic.get_topic_name()  # type: ignore[attr-defined]
+        """The state is restored from its changelog: finish the units of work a crash
+        interrupted (their journals), rebuild the schedule's heaps for the counties this
+        worker now owns, and let the clock tick."""
+        changelog = self.state.table.changelog_topic.get_topic_name()  # type: ignore[attr-defined]
         owned = {
             tp.partition for tp in self.app.assignor.assigned_actives() if tp.topic == changelog
         }
+        replayed = self.state.replay_journals(lambda county: county_partition(county) in owned)
         self.schedule.rebuild(lambda county: county_partition(county) in owned)
         log.info(
-            "tables recovered: %d pending actions in %d counties",
+            "state recovered: %d interrupted units of work finished, "
+            "%d pending actions in %d counties",
+            replayed,
             len(self.schedule.heaped),
             len(self.schedule.heaps),
         )
@@ -148,19 +158,20 @@ class DepartmentService(Service):
             async with self.county_lock(event.county):
                 started = time.perf_counter()
                 try:
-                    case_key = f"{event.county}|{event.case_id}"
-                    record = CaseRecord.from_dict(self.cases.get(case_key))
-                    actions = self.rules.on_event(event, record)
+                    # one unit of work: the record that says the event is handled and the
+                    # work it planned land together or not at all (then it is redelivered)
+                    with self.state.atomic(event.county):
+                        case_key = f"{event.county}|{event.case_id}"
+                        record = CaseRecord.from_dict(self.cases.get(case_key))
+                        for action in self.rules.on_event(event, record):
+                            self.schedule.plan(action)
+                        self.cases[case_key] = record.to_dict()
                 except Exception as exc:  # no input may stop the service
                     log.exception("event %s could not be handled", event.event_id)
+                    self.schedule.forget(event.county)  # nothing of it was written
                     await self.park(message, f"could not be handled: {exc!r}", "")
                     handled = False
                 else:
-                    # the planned work first, then the record that says it is planned: a
-                    # crash in between replans the same keys when the event is redelivered
-                    for action in actions:
-                        self.schedule.plan(action)
-                    self.cases[case_key] = record.to_dict()
                     self.processing.observe(time.perf_counter() - started)
                     handled = True
             yield event.event_id if handled else None

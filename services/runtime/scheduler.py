@@ -29,6 +29,7 @@ from services.core.events import Event
 from services.core.walk import NO_EFFECTS, Effects
 from services.runtime.app import county_partition
 from services.runtime.deadletter import DeadLetter
+from services.runtime.state import DepartmentState
 from services.runtime.topology import Keeping
 
 log = logging.getLogger(__name__)
@@ -94,8 +95,11 @@ class TableView(MutableMapping[str, Any]):
     def __init__(self, table: Any, prefix: str, decode: Callable[[Any], Any]) -> None:
         self.table, self.prefix, self.decode = table, prefix, decode
         self.read: dict[str, Any] = {}
+        self.deleted: set[str] = set()
 
     def __getitem__(self, key: str) -> Any:
+        if key in self.deleted:
+            raise KeyError(key)
         if key not in self.read:
             stored = self.table.get(self.prefix + key)
             if stored is None:
@@ -111,11 +115,12 @@ class TableView(MutableMapping[str, Any]):
         return True
 
     def __setitem__(self, key: str, value: Any) -> None:
+        self.deleted.discard(key)
         self.read[key] = value
 
-    def __delitem__(self, key: str) -> None:
+    def __delitem__(self, key: str) -> None:  # written back with the rest, not now
         self.read.pop(key, None)
-        self.table.pop(self.prefix + key, None)
+        self.deleted.add(key)
 
     def __iter__(self) -> Iterator[str]:
         return iter(self.read)
@@ -124,6 +129,8 @@ class TableView(MutableMapping[str, Any]):
         return len(self.read)
 
     def write_back(self, encode: Callable[[Any], Any]) -> None:
+        for key in self.deleted:
+            self.table.pop(self.prefix + key, None)
         for key, value in self.read.items():
             data = encode(value)
             if self.table.get(self.prefix + key) != data:
@@ -146,7 +153,8 @@ class Tables:
 
     cases: MutableMapping[str, Any]
     pools: MutableMapping[str, Any] | None
-    kept: MutableMapping[str, Any] | None = None  # the keeper's table (Keeping.table)
+    kept: MutableMapping[str, Any] | None = None  # the keeper's state (Keeping.table)
+    state: DepartmentState | None = None  # whose units of work land whole
 
 
 class CountyTick:
@@ -240,7 +248,14 @@ class CountyTick:
             self.work.events.append(event)
 
     def _commit(self) -> None:
-        """Record the tick's work in the tables (after its events are delivered)."""
+        """Record the tick's work (after its events are delivered) as one unit of work."""
+        if self.tables.state is None:
+            self._record_work()
+            return
+        with self.tables.state.atomic(self.county):
+            self._record_work()
+
+    def _record_work(self) -> None:
         tables = self.tables
         for nxt in self.later:
             self.schedule.plan(nxt)

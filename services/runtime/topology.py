@@ -3,9 +3,10 @@
 Derived from the catalog: a department reads the topics that carry its steps'
 predecessors (and submissions, and rejections where it may hear of one; see
 :mod:`services.core.topics`), writes its own topic and the rejections topic, and keeps
-the tables its work needs: the cases it has heard of and its planned work always, its
-clerk pools if any of its steps is served by clerks, and the state its steps' effects
+the kinds of state its work needs: the cases it has heard of and its planned work always,
+its clerk pools if any of its steps is served by clerks, and the state its steps' effects
 change (property's register, a utility's account holders) if its entry point gives one.
+All kinds share one table and changelog (:mod:`services.runtime.state`).
 """
 
 from __future__ import annotations
@@ -97,6 +98,9 @@ def keeping_of(department: str) -> Keeping | None:
 
 TRACKER_TABLES = ("cases",)
 
+#: The one table a department keeps all its kinds of state in (:mod:`services.runtime.state`)
+STATE_TABLE = "state"
+
 
 def changelog_topic(service: str, table: str) -> str:
     """The changelog Faust keeps a service's table in (app id ``govflow-<service>``)."""
@@ -109,10 +113,7 @@ def changelog_topics(catalog: Catalog, topics: Topics) -> list[str]:
     changelog missing from the broker's metadata while Faust is still creating it."""
     names: list[str] = []
     for service in service_names(catalog):
-        if service == "tracker":
-            tables: tuple[str, ...] = TRACKER_TABLES
-        else:
-            tables = department_topology(catalog, topics, service, keeping_of(service)).tables
+        tables = TRACKER_TABLES if service == "tracker" else (STATE_TABLE,)
         names.extend(changelog_topic(service, table) for table in tables)
     return names
 

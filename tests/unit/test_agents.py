@@ -306,5 +306,36 @@ def test_up_creates_the_changelog_of_every_table_each_service_keeps(tmp_path):
             )
         made.extend(t.changelog_topic.get_topic_name() for t in service.app.tables.values())
     assert sorted(made) == sorted(changelog_topics(catalog, Topics()))
-    assert "govflow-property-units-changelog" in made
-    assert "govflow-water-holders-changelog" in made
+    # one changelog per department: all its kinds of state share it (units land whole)
+    assert "govflow-property-state-changelog" in made
+    assert not any(t.endswith(("-units-changelog", "-pending-changelog")) for t in made)
+
+
+async def test_recovery_finishes_an_interrupted_unit_of_work_before_the_clock_ticks(
+    property_service,
+):
+    """A crash between a unit's journal and its writes: recovery applies the journal of
+    each county this worker owns, so the planned action is there when the heaps are
+    rebuilt (the embedded broker's lost cases: "seen" durable, the action not)."""
+    from faust.types import TP
+
+    from services.runtime.app import county_partition
+
+    service = property_service
+    event, _ = next(linked_submissions())
+    async with service.inputs_agent.test_context() as inputs:
+        await inputs.put(event.to_bytes(), key=event.county.encode())
+    table = service.state.table
+    unit = [[k, table[k]] for k in list(table.keys())]
+    assert len(unit) == 2  # the case record and its planned action
+    for key, _ in unit:
+        del table[key]  # as recovered from a changelog that kept only the journal
+    table[f"{event.county}|~journal|"] = unit
+    await service.on_partitions_revoked(service.app, set())
+    changelog = service.state.table.changelog_topic.get_topic_name()
+    owned = {TP(changelog, county_partition(event.county))}
+    with patch.object(service.app.assignor, "assigned_actives", return_value=owned):
+        await service.on_tables_recovered()
+    assert service.state.journals_replayed == 1
+    assert sorted(table.keys()) == sorted(k for k, _ in unit)
+    assert service.schedule.synced and len(service.schedule.heaped) == 1
