@@ -8,7 +8,7 @@ import faust
 from aiokafka.partitioner import DefaultPartitioner
 from faust.tables.table import Table
 
-from services.runtime import offsets
+from services.runtime import flush, offsets
 from services.runtime.settings import Settings
 from services.runtime.topology import PARTITIONS
 
@@ -43,7 +43,8 @@ def make_app(service: str, settings: Settings, broker_url: str) -> faust.App:
     the start of the last *batch*, so a changelog written in multi-record batches is
     recovered short; one record per batch makes recovery exact.  Apache Kafka does not
     need it, but it costs little at the twin's rates.  Its consumer never skips an input
-    record (:mod:`services.runtime.offsets`).
+    record (:mod:`services.runtime.offsets`), and it commits no offset before the table
+    writes it covers are with the broker (:mod:`services.runtime.flush`).
     """
     datadir = settings.data_dir / "faust" / service
     datadir.parent.mkdir(parents=True, exist_ok=True)
@@ -66,4 +67,5 @@ def make_app(service: str, settings: Settings, broker_url: str) -> faust.App:
     )
     if settings.processing_guarantee == "at_least_once":
         offsets.install(app)  # a jump of the consumer's position is rewound, not committed
+    flush.install(app)  # no offset committed before the table writes it covers are sent
     return app
