@@ -34,6 +34,7 @@ from uuid import UUID
 from services.core.calendar import SHANGHAI
 from services.core.catalog import Catalog, Matter
 from services.core.clerks import ClerkPool
+from services.core.closing import closed_marker
 from services.core.events import (
     CaseSubmitted,
     Event,
@@ -69,13 +70,22 @@ class CaseRecord:
     seen: list[str] = field(default_factory=list)  # input event ids already handled
     done: dict[str, float] = field(default_factory=dict)  # steps known done -> when
     rejected: bool = False
+    closed: float | None = None  # wall time this department was done with the case
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        if self.closed is not None:
+            return closed_marker(self.closed)
+        data = asdict(self)
+        del data["closed"]
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any] | None) -> CaseRecord:
         return cls(**data) if data else cls()
+
+    def close(self, wall: float) -> None:
+        """Forget the case but that it is closed (:mod:`services.core.closing`)."""
+        self.seen, self.done, self.rejected, self.closed = [], {}, False, wall
 
     def state(self, walk: MatterWalk, subject: Subject | None) -> CaseState:
         """The walk's view of this record."""
@@ -181,15 +191,27 @@ class DepartmentRules:
             return ClerkPool.restore(state, name)
         return ClerkPool(self.scenario.clerks(self.department, county), name, self.backfill_us)
 
+    def finished(self, matter_id: str, record: CaseRecord) -> bool:
+        """This department is done with the case: rejected, or every step it performs
+        for the matter is done (what it may close once none of its work is pending)."""
+        if record.closed is not None or record.rejected:
+            return True
+        walk = self.walks.get(matter_id)
+        if walk is None:
+            return True
+        own = [s.id for s in walk.matter.steps if s.department == self.department]
+        return all(step in record.done for step in own)
+
     # -- input --------------------------------------------------------------------------
 
     def on_event(self, event: Event, record: CaseRecord) -> list[Action]:
         """React to an input event; mutates ``record``; returns the actions to plan.
 
-        Idempotent: an event id seen before changes nothing.
+        Idempotent: an event id seen before changes nothing, nor does any event for a
+        case this department has closed (a late duplicate).
         """
         event_id = str(event.event_id)
-        if event_id in record.seen:
+        if record.closed is not None or event_id in record.seen:
             return []
         record.seen.append(event_id)
         walk = self.walks.get(event.matter)
@@ -283,6 +305,8 @@ class DepartmentRules:
         (publish its completion and enable what follows), or release a unit's lock.
         ``effects`` is the state this department's steps change (property's register, a
         utility's accounts).  Returns follow-up actions and the event to publish."""
+        if record.closed is not None:  # a stale action of a closed case: nothing to do
+            return [], None
         walk = self.walks[action.matter]
         si = walk.graph.index[action.step]
         state = record.state(walk, action.subject)

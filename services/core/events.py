@@ -175,6 +175,12 @@ def completion_id(case_id: str, step: str, attempt: int, *, released: bool = Fal
     return uuid5(COMPLETIONS, f"{case_id}/{step}/{attempt}" + ("/released" if released else ""))
 
 
+def verdict_id(case_id: str) -> UUID:
+    """The id of a case's verdict (case.completed / case.rejected): one per case, so a
+    verdict sent again after a crash is a duplicate every reader drops."""
+    return uuid5(COMPLETIONS, f"{case_id}/verdict")
+
+
 class Event(BaseModel):
     """The envelope every event travels in."""
 
@@ -208,9 +214,16 @@ class Event(BaseModel):
     def to_bytes(self) -> bytes:
         return self.model_dump_json().encode("utf-8")
 
-    def caused(self, event_type: str, payload: Payload, occurred_at: datetime) -> Event:
+    def caused(
+        self,
+        event_type: str,
+        payload: Payload,
+        occurred_at: datetime,
+        event_id: UUID | None = None,
+    ) -> Event:
         """A follow-up event in the same case: causation and correlation carried on."""
         return Event(
+            event_id=event_id or uuid4(),
             type=event_type,
             case_id=self.case_id,
             matter=self.matter,

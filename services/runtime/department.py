@@ -29,7 +29,7 @@ from services.core.scenario import Scenario
 from services.runtime.app import PARTITIONS, CountyTable, county_partition
 from services.runtime.control import RunAnnounced
 from services.runtime.health import DepartmentMetrics
-from services.runtime.scheduler import CountyTick, Schedule, Tables, UnitOfWork
+from services.runtime.scheduler import CountyTick, Schedule, Tables, UnitOfWork, close_case
 from services.runtime.service import RAW, Service
 from services.runtime.settings import Settings, load_settings
 from services.runtime.state import DepartmentState
@@ -101,6 +101,7 @@ class DepartmentService(Service):
         }
         replayed = self.state.replay_journals(lambda county: county_partition(county) in owned)
         self.schedule.rebuild(lambda county: county_partition(county) in owned)
+        self.recovered_at = time.time()
         log.info(
             "state recovered: %d interrupted units of work finished, "
             "%d pending actions in %d counties",
@@ -108,6 +109,9 @@ class DepartmentService(Service):
             len(self.schedule.heaped),
             len(self.schedule.heaps),
         )
+
+    def case_state(self) -> tuple[Any, Any] | None:
+        return (self.cases, self.state.table) if self.schedule.synced else None
 
     @property
     def pending(self) -> Any:
@@ -165,6 +169,9 @@ class DepartmentService(Service):
                         record = CaseRecord.from_dict(self.cases.get(case_key))
                         for action in self.rules.on_event(event, record):
                             self.schedule.plan(action)
+                        close_case(
+                            self.rules, self.schedule, case_key, event.matter, record, time.time()
+                        )
                         self.cases[case_key] = record.to_dict()
                 except Exception as exc:  # no input may stop the service
                     log.exception("event %s could not be handled", event.event_id)

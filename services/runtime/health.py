@@ -74,6 +74,18 @@ class ServiceMetrics:
             ["service", "topic", "partition"],
             registry=r,
         )
+        self.cases_kept = Gauge(
+            "govflow_cases_kept",
+            "Cases in the service's state: open, or closed (a marker kept for the horizon)",
+            ["service", "state"],
+            registry=r,
+        )
+        self.closed_forgotten = Counter(
+            "govflow_closed_cases_forgotten",
+            "Closed cases whose marker outlived the horizon and was deleted",
+            ["service"],
+            registry=r,
+        )
 
     def serve(self, port: int) -> int:
         """Serve ``/metrics`` on ``port`` (0: a free one); returns the port."""

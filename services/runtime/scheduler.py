@@ -49,20 +49,52 @@ class Schedule:
         self.heaps: dict[str, list[tuple[float, str]]] = {}
         self.heaped: set[str] = set()  # the pending keys that have an entry in the heaps
         self.synced = False  # the heaps hold every entry of the (recovered) table
+        self.by_case: dict[str, set[str]] = {}  # "<county>|<case>" -> its pending keys
+
+    @staticmethod
+    def case_of(key: str) -> str:
+        """``"<county>|<case>"`` of a pending key ``"<county>|<case>/<step>/<n>/<kind>"``."""
+        return key.rsplit("/", 3)[0]
+
+    def has_pending(self, case_key: str) -> bool:
+        """Whether any work of the case is still planned (read through the table)."""
+        keys = self.by_case.get(case_key)
+        if not keys:
+            return False
+        keys.intersection_update({k for k in keys if self.pending.get(k) is not None})
+        if not keys:
+            del self.by_case[case_key]
+            return False
+        return True
+
+    def _index(self, key: str) -> None:
+        self.by_case.setdefault(self.case_of(key), set()).add(key)
+
+    def drop(self, key: str) -> None:
+        """An executed (or dropped) action leaves the table and the case's index."""
+        self.pending.pop(key, None)
+        case_key = self.case_of(key)
+        keys = self.by_case.get(case_key)
+        if keys is not None:
+            keys.discard(key)
+            if not keys:
+                del self.by_case[case_key]
 
     def plan(self, action: Action) -> None:
         key = f"{action.county}|{action.key}"
         self.pending[key] = action.to_dict()
+        self._index(key)
         if key not in self.heaped:  # a replanned action (a redelivered event) is one entry
             self.heaped.add(key)
             heapq.heappush(self.heaps.setdefault(action.county, []), (action.at, key))
 
     def rebuild(self, owned: Callable[[str], bool] = lambda county: True) -> None:
         """The heaps from the table: every entry of the counties this worker ``owned``."""
-        self.heaps, self.heaped = {}, set()
+        self.heaps, self.heaped, self.by_case = {}, set(), {}
         for key, data in list(self.pending.items()):
             if data is not None and owned(data["county"]):
                 self.heaped.add(key)
+                self._index(key)
                 heapq.heappush(self.heaps.setdefault(data["county"], []), (data["at"], key))
         self.synced = True
 
@@ -75,6 +107,7 @@ class Schedule:
         for key, data in list(self.pending.items()):
             if data is not None and key.startswith(prefix):
                 self.heaped.add(key)
+                self._index(key)
                 heap.append((data["at"], key))
         heapq.heapify(heap)
         self.heaps[county] = heap
@@ -187,6 +220,7 @@ class CountyTick:
             self.view = TableView(tables.kept, f"{county}|{run_id}|", keeping.decode)
             self.effects = keeping.keeper(self.view)
         self.records: dict[str, tuple[CaseRecord, dict[str, Any]]] = {}  # now, as read
+        self.matters: dict[str, str] = {}  # case key -> its matter
         self.in_memory: list[tuple[float, int, Action]] = []  # follow-ups due in this tick
         self.order = 0
         self.taken: list[str] = []  # pending entries executed (or dropped) in this tick
@@ -228,6 +262,7 @@ class CountyTick:
 
     def _execute(self, action: Action, horizon: float) -> None:
         record = self._record(action.case_id)
+        self.matters[f"{self.county}|{action.case_id}"] = action.matter
         started = time.perf_counter()
         try:
             follow, event = self.rules.execute(action, self.pool, record, self.effects)
@@ -259,7 +294,12 @@ class CountyTick:
         tables = self.tables
         for nxt in self.later:
             self.schedule.plan(nxt)
+        for key in self.taken:
+            self.schedule.drop(key)
+        wall = time.time()
         for case_key, (record, read) in self.records.items():
+            matter = self.matters[case_key]
+            close_case(self.rules, self.schedule, case_key, matter, record, wall)
             now = record.to_dict()
             if now == read:
                 continue
@@ -268,8 +308,24 @@ class CountyTick:
             tables.pools[self.pool_key] = self.pool.snapshot()
         if self.view is not None and self.keeping is not None:
             self.view.write_back(self.keeping.encode)
-        for key in self.taken:
-            self.schedule.pending.pop(key, None)
+
+
+def close_case(
+    rules: DepartmentRules,
+    schedule: Schedule,
+    case_key: str,
+    matter: str,
+    record: CaseRecord,
+    wall: float,
+) -> None:
+    """Close a case the department is done with and none of whose work is planned (its
+    record becomes a marker, :mod:`services.core.closing`)."""
+    if (
+        record.closed is None
+        and rules.finished(matter, record)
+        and not schedule.has_pending(case_key)
+    ):
+        record.close(wall)
 
 
 def _letter(service: str, county: str, key: str, data: Any, exc: BaseException) -> DeadLetter:

@@ -15,17 +15,19 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, MutableMapping
 from typing import Any
 
 from faust.types import StreamT
 
 from services.core.catalog import Catalog
+from services.core.closing import closed_at, expired
 from services.core.errors import InputError
 from services.core.events import Event, EventValidationError, decode_event
 from services.core.scenario import Scenario
 from services.core.topics import Topics
-from services.runtime.app import make_app
+from services.runtime.app import county_partition, make_app
 from services.runtime.broker import bootstrap_of
 from services.runtime.control import RunAnnounced, RunControl, read_announcement
 from services.runtime.deadletter import DeadLetter
@@ -35,6 +37,7 @@ from services.runtime.settings import Settings
 log = logging.getLogger(__name__)
 
 METRICS_INTERVAL = 1.0  # wall seconds between gauge refreshes
+SWEEP_INTERVAL = 10.0  # wall seconds between sweeps of closed cases past the horizon
 RAW: dict[str, Any] = {"key_serializer": "raw", "value_serializer": "raw"}
 
 
@@ -58,6 +61,49 @@ class Service:
         self.app.task(self.serve_metrics)
         self.app.task(self.report_ready)
         self.app.timer(interval=METRICS_INTERVAL)(self.observe)
+        self.app.timer(interval=SWEEP_INTERVAL)(self.sweep_closed)
+        self.recovered_at = time.time()  # wall time the state was last recovered
+
+    # -- bounded state: closed cases are forgotten after the horizon --------------------------
+
+    def case_state(self) -> tuple[MutableMapping[str, Any], Any] | None:
+        """The cases (keys ``"<county>|…"``) and the Faust table whose changelog partitions
+        say which counties this worker owns; None while the state is not whole."""
+        return None
+
+    def owned_partitions(self, table: Any) -> set[int]:
+        changelog = table.changelog_topic.get_topic_name()
+        return {
+            tp.partition for tp in self.app.assignor.assigned_actives() if tp.topic == changelog
+        }
+
+    async def sweep_closed(self) -> int:
+        """Forget the closed cases of owned counties whose marker outlived the horizon
+        (:mod:`services.core.closing`); count open and closed cases.  Returns how many
+        were forgotten.  Synchronous inside: no event is handled meanwhile."""
+        found = self.case_state()
+        if found is None or self.app.rebalancing or self.app.in_recovery:
+            return 0
+        cases, table = found
+        owned = self.owned_partitions(table)
+        now, horizon = time.time(), self.settings.closed_case_horizon_s
+        forgotten = kept_open = kept_closed = 0
+        for key in list(cases):
+            data = cases.get(key)
+            if closed_at(data) is None:
+                kept_open += 1
+                continue
+            if county_partition(key.partition("|")[0]) in owned and expired(
+                data, now, horizon, self.recovered_at
+            ):
+                cases.pop(key, None)
+                forgotten += 1
+            else:
+                kept_closed += 1
+        self.metrics.cases_kept.labels(self.name, "open").set(kept_open)
+        self.metrics.cases_kept.labels(self.name, "closed").set(kept_closed)
+        self.metrics.closed_forgotten.labels(self.name).inc(forgotten)
+        return forgotten
 
     # -- health ---------------------------------------------------------------------------
 

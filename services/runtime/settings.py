@@ -80,6 +80,14 @@ class Settings(BaseSettings):
         "events delayed in transit are still served in time order.",
     )
 
+    closed_case_horizon_s: float = Field(
+        default=300.0,
+        gt=0,
+        description="Wall seconds a service keeps the marker of a case it is done with "
+        "(to drop its late duplicates) before forgetting it; counted from the worker's "
+        "last recovery at the earliest. Bounds the state a service keeps.",
+    )
+
     backfill_working_days: float = Field(
         default=10.0,
         ge=0,

@@ -19,6 +19,7 @@ import numpy as np
 
 from services.core.calendar import SHANGHAI, WorkingCalendar
 from services.core.catalog import Matter
+from services.core.closing import closed_marker
 from services.core.events import (
     CaseCompleted,
     CaseRejected,
@@ -26,6 +27,7 @@ from services.core.events import (
     Event,
     StepCompleted,
     Verdict,
+    verdict_id,
 )
 from services.core.measure import StepTimes, elapsed, measure_target
 from services.core.walk import MatterGraph
@@ -47,9 +49,19 @@ class CaseProgress:
     verdict: str | None = None  # "completed" / "rejected" once judged
     rejected_step: str | None = None
     reason: str | None = None
+    closed: float | None = None  # wall time the verdict was given and the case forgotten
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        if self.closed is not None:
+            return closed_marker(self.closed)
+        data = asdict(self)
+        del data["closed"]
+        return data
+
+    def close(self, wall: float) -> None:
+        """Forget the judged case but that it is closed (:mod:`services.core.closing`)."""
+        closed = CaseProgress(closed=wall)
+        self.__dict__.update(closed.__dict__)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any] | None) -> CaseProgress:
@@ -59,9 +71,10 @@ class CaseProgress:
         return StepProgress(**self.steps.get(step_id, {}))
 
     def observe(self, event: Event) -> bool:
-        """Take an event into account; False if it was seen before."""
+        """Take an event into account; False if it was seen before or the case is
+        closed (judged and forgotten: what still comes is a late duplicate)."""
         event_id = str(event.event_id)
-        if event_id in self.seen:
+        if self.closed is not None or event_id in self.seen:
             return False
         self.seen.append(event_id)
         payload = event.payload
@@ -118,6 +131,7 @@ class CaseProgress:
                     reason=self.reason or "rejected",
                 ),
                 trigger.occurred_at,
+                verdict_id(trigger.case_id),
             )
         completed = self.completed_at(matter)
         assert completed is not None
@@ -154,6 +168,7 @@ class CaseProgress:
             "case.completed",
             CaseCompleted(submitted_at=submitted_at, latency=latency, verdicts=verdicts),
             _instant(completed),
+            verdict_id(trigger.case_id),
         )
 
 

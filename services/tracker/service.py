@@ -6,8 +6,9 @@ target's unit, verdicts, linked transfers in flight)."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, cast
 
 import faust
 from faust.types import StreamT
@@ -17,6 +18,7 @@ from services.core.catalog import Catalog, Matter, load_catalog
 from services.core.department import instant
 from services.core.events import CaseCompleted, CaseRejected, Event
 from services.core.scenario import Scenario
+from services.runtime.app import CountyTable
 from services.runtime.control import RunAnnounced
 from services.runtime.health import TrackerMetrics
 from services.runtime.service import RAW, Service
@@ -35,12 +37,34 @@ class TrackerService(Service):
         app = self.app
         self.input_topic = app.topic(*tracker_inputs(catalog, self.topics), **RAW)
         self.output_topic = app.topic(self.topics.cases, **RAW)
-        self.cases = app.Table(TRACKER_TABLES[0], default=None, partitions=PARTITIONS)
+        # keyed "<county>|<case>" in the county's partition: the sweep may delete outside
+        # an event (services.runtime.service.Service.sweep_closed)
+        self.cases = cast(
+            CountyTable,
+            app.tables.add(
+                CountyTable(
+                    app,
+                    name=TRACKER_TABLES[0],
+                    default=None,
+                    beacon=app.tables.beacon,
+                    partitions=PARTITIONS,
+                )
+            ),
+        )
+        self.cases.on_recover(self.on_tables_recovered)
         self.matters: dict[str, Matter] = {}
         self.office: OfficeCalendar | None = None
         self.judged = 0
         self.open_linked: dict[str, float] = {}  # linked transfers in flight: submitted at
+        self.synced = False  # the cases table is recovered
         self.inputs_agent = app.agent(self.input_topic, name="tracker-inputs")(self.process_inputs)
+
+    async def on_tables_recovered(self) -> None:
+        self.recovered_at = time.time()
+        self.synced = True
+
+    def case_state(self) -> tuple[Any, Any] | None:
+        return (self.cases, self.cases) if self.synced else None
 
     def make_metrics(self) -> TrackerMetrics:
         return TrackerMetrics()
@@ -100,18 +124,23 @@ class TrackerService(Service):
                 yield None  # dead-lettered; yielding acknowledges it like any other
                 continue
             matter = self.matters.get(event.matter)
-            progress = CaseProgress.from_dict(self.cases.get(event.case_id))
+            case_key = f"{event.county}|{event.case_id}"
+            progress = CaseProgress.from_dict(self.cases.get(case_key))
             if matter is not None and self.office is not None and progress.observe(event):
                 verdict = progress.verdict_event(matter, event, self.office)
-                self.cases[event.case_id] = progress.to_dict()
                 if progress.submitted is not None and event.type == "case.submitted":
                     self.count(event)
                 if verdict is not None:
-                    self.judged += 1
-                    self.count(verdict)
-                    await self.output_topic.send(
+                    # the verdict first, then the record that says it is given: a crash
+                    # in between sends it again under the same id (a duplicate readers drop)
+                    delivery = await self.output_topic.send(
                         key=event.county.encode(), value=verdict.to_bytes()
                     )
+                    await delivery
+                    self.judged += 1
+                    self.count(verdict)
+                    progress.close(time.time())  # judged: only the marker is kept
+                self.cases[case_key] = progress.to_dict()
             yield event.event_id
 
 

@@ -1,0 +1,37 @@
+"""When a case's state may be dropped, and the marker that still drops its duplicates.
+
+A case a service is done with (a department: every step it performs for the case is
+done, or the case is rejected and none of its work is left; the tracker: the verdict is
+given) is replaced by a **closed marker** — ``{"closed": <wall seconds>}``, a few dozen
+bytes instead of the ids of every event seen.  An event for a closed case is a late
+duplicate (a redelivery after a crash, a re-executed tick's republished completion) and
+is dropped.  Markers are deleted once they are older than the service's horizon
+(``GOVFLOW_CLOSED_CASE_HORIZON_S``), so a service's state is bounded by its open cases
+plus the cases closed within the horizon.  A duplicate that arrives later than that is
+taken for a new event: the horizon must exceed the longest outage a worker recovers from.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+CLOSED = "closed"
+
+
+def closed_marker(wall: float) -> dict[str, float]:
+    return {CLOSED: wall}
+
+
+def closed_at(data: Any) -> float | None:
+    """When a stored case was closed (None: it is open, or not stored)."""
+    if isinstance(data, dict) and len(data) == 1 and CLOSED in data:
+        return float(data[CLOSED])
+    return None
+
+
+def expired(data: Any, now: float, horizon: float, since: float = 0.0) -> bool:
+    """A closed marker older than ``horizon`` seconds at wall time ``now``, counted from
+    ``since`` at the earliest (when the worker's state was last recovered: after an
+    outage the redelivered events come first, and their markers must still be there)."""
+    at = closed_at(data)
+    return at is not None and now - max(at, since) > horizon
