@@ -27,6 +27,13 @@ async def _buffer(sent: list[Any]) -> ProducerBuffer:
     return buffer
 
 
+def _counted(buffer: ProducerBuffer) -> CompleteFlush:
+    """What ``install`` does to an app's buffer (without the app)."""
+    counter = CompleteFlush(buffer)
+    buffer.put, buffer._send_pending = counter.on_put, counter.on_send  # type: ignore[method-assign]
+    return counter
+
+
 async def _drained(buffer: ProducerBuffer, sent: list[Any], count: int) -> None:
     for _ in range(100):
         if len(sent) >= count:
@@ -52,8 +59,7 @@ async def test_fausts_own_flush_returns_with_table_writes_still_buffered():
 async def test_the_complete_flush_returns_only_once_every_write_is_handed_over():
     sent: list[Any] = []
     buffer = await _buffer(sent)
-    counter = CompleteFlush(buffer)
-    buffer.put, buffer._send_pending = counter.on_put, counter.on_send  # type: ignore[method-assign]
+    counter = _counted(buffer)
     await buffer.start()
     try:
         for n in range(3):
@@ -71,8 +77,7 @@ async def test_the_complete_flush_returns_only_once_every_write_is_handed_over()
 async def test_a_flush_while_stopping_says_what_was_not_sent():
     sent: list[Any] = []
     buffer = await _buffer(sent)
-    counter = CompleteFlush(buffer)
-    buffer.put, buffer._send_pending = counter.on_put, counter.on_send  # type: ignore[method-assign]
+    counter = _counted(buffer)
     buffer.put(0)  # type: ignore[arg-type]  # never started: nothing is handed over
     buffer._stopped.set()  # as when the producer is stopping
     with pytest.raises(RuntimeError, match="1 messages not sent"):
