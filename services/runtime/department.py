@@ -76,6 +76,8 @@ class DepartmentService(Service):
         self.processing = self.metrics.processing.labels(department, "input")
         self.executing = self.metrics.processing.labels(department, "action")
         self.county_locks: dict[str, asyncio.Lock] = {}
+        self.generation = 0  # rebalances seen: a tick records only within its own
+        self.ticks_discarded = 0
         app.timer(interval=TICK_INTERVAL)(self.run_due)
         app.on_partitions_revoked.connect(self.on_partitions_revoked)  # type: ignore[arg-type]
         self.state.table.on_recover(self.on_tables_recovered)  # type: ignore[attr-defined]
@@ -90,6 +92,7 @@ class DepartmentService(Service):
 
     async def on_partitions_revoked(self, sender: Any, revoked: Any, **_: Any) -> None:
         self.schedule.synced = False
+        self.generation += 1  # a tick that started before this may not record its work
 
     async def on_tables_recovered(self) -> None:
         """The state is restored from its changelog: finish the units of work a crash
@@ -193,7 +196,10 @@ class DepartmentService(Service):
         if not self.schedule.synced or self.app.rebalancing or self.app.in_recovery:
             return  # tables incomplete: acting now would read and overwrite stale state
         horizon = clock.now() - self.settings.watermark * run.speed
+        generation = self.generation
         for county in self.schedule.due_counties(horizon):
+            if self.generation != generation:  # a rebalance began during an earlier county
+                return
             async with self.county_lock(county):
                 await self.tick(county, run.run_id, horizon)
 
@@ -218,7 +224,13 @@ class DepartmentService(Service):
         await self.publish_then_commit(county, work)
 
     async def publish_then_commit(self, county: str, work: UnitOfWork) -> None:
-        """Publish the tick's events and letters; once the broker has them, commit."""
+        """Publish the tick's events and letters; once the broker has them, commit —
+        unless a rebalance began meanwhile.  The inputs agent is drained before a
+        rebalance; the timer is not, so a tick whose publish await straddles one would
+        write its tables while they are being recovered from the changelog, and the
+        recovery would then overwrite (or be overwritten by) what it wrote.  Its work is
+        redone instead once the state is recovered (the same event ids: duplicates)."""
+        generation = self.generation
         events_out = self.metrics.events_out
         deliveries = []
         for event in work.events:
@@ -236,6 +248,10 @@ class DepartmentService(Service):
         except Exception:
             log.exception("publishing %s's completions failed; they will be redone", county)
             self.schedule.forget(county)
+            return
+        if generation != self.generation or not self.schedule.synced:
+            self.ticks_discarded += 1
+            log.warning("a rebalance began while %s's tick was publishing: it is redone", county)
             return
         try:
             work.commit()

@@ -339,3 +339,28 @@ async def test_recovery_finishes_an_interrupted_unit_of_work_before_the_clock_ti
     assert service.state.journals_replayed == 1
     assert sorted(table.keys()) == sorted(k for k, _ in unit)
     assert service.schedule.synced and len(service.schedule.heaped) == 1
+
+
+async def test_a_tick_straddling_a_rebalance_records_nothing(property_service):
+    """The timer is not drained before a rebalance: a tick whose publish await spans
+    one must not write the state that is being recovered; its work stays planned and is
+    redone after the recovery (same event ids)."""
+    service = property_service
+    event, _ = next(linked_submissions())
+
+    async def publish_during_a_rebalance(*args: object, **kwargs: object):
+        await service.on_partitions_revoked(service.app, set())
+        return delivered()
+
+    async with service.inputs_agent.test_context() as inputs:
+        await inputs.put(event.to_bytes(), key=event.county.encode())
+    before = dict(service.state.table.items())
+    with patch.object(
+        service.output_topic, "send", new=AsyncMock(side_effect=publish_during_a_rebalance)
+    ) as published:
+        await service.run_due()
+    assert published.call_count >= 1  # the work was done and published ...
+    assert dict(service.state.table.items()) == before  # ... but not recorded
+    assert service.ticks_discarded == 1
+    service.schedule.rebuild()  # as after the recovery: the action is there to redo
+    assert len(service.schedule.heaped) == 1
