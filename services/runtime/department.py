@@ -63,10 +63,10 @@ class DepartmentService(Service):
         self.cases = kinds["cases"]
         self.schedule = Schedule(kinds["pending"])
         self.tables = Tables(
+            self.state,
             kinds["cases"],
             kinds.get("pools"),
             kinds[keeping.table] if keeping else None,
-            self.state,
         )
         self.rules: DepartmentRules | None = None
         self.inputs_agent = app.agent(self.input_topic, name=f"{department}-inputs")(

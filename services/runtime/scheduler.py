@@ -184,10 +184,10 @@ class UnitOfWork:
 class Tables:
     """The tables a department's tick reads and writes."""
 
+    state: DepartmentState  # whose units of work land whole
     cases: MutableMapping[str, Any]
     pools: MutableMapping[str, Any] | None
     kept: MutableMapping[str, Any] | None = None  # the keeper's state (Keeping.table)
-    state: DepartmentState | None = None  # whose units of work land whole
 
 
 class CountyTick:
@@ -284,9 +284,6 @@ class CountyTick:
 
     def _commit(self) -> None:
         """Record the tick's work (after its events are delivered) as one unit of work."""
-        if self.tables.state is None:
-            self._record_work()
-            return
         with self.tables.state.atomic(self.county):
             self._record_work()
 
