@@ -3,7 +3,7 @@
 runs, restart each, then audit the run — ``--runs`` times in a row.
 
     .venv/bin/python bench/chaos.py [--runs 10] [--broker embedded|kafka] [--load]
-                                    [--kill-broker] [--speed 14400]
+                                    [--kill-broker] [--speed 14400] [--tap]
                                     [--scenario scenarios/linked-faults.yaml]
 
 Each run starts a fresh twin (``govflow up --broker …``) in a fresh data directory.
@@ -44,8 +44,10 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
 
 from aiokafka import AIOKafkaConsumer  # noqa: E402
+from tap import tap, write_committed  # noqa: E402  (bench/tap.py)
 
 from services.core.catalog import default_catalog  # noqa: E402
 from services.core.topics import Topics  # noqa: E402
@@ -208,10 +210,13 @@ def one_run(args: argparse.Namespace, number: int) -> dict[str, Any]:
     kills: list[dict[str, Any]] = []
     counts: dict[str, Any] = {}
     replay_exit: int | None = None
+    tapping = None
     try:
         state = supervisor.up(settings, default_catalog())
         outputs = Outputs(state.broker_url, VICTIMS)
         outputs.start()
+        if args.tap:
+            tapping = tap(bootstrap_of(state.broker_url), data / "tap.jsonl")
         out = data / "run"
         replay = govflow(
             env,
@@ -243,6 +248,11 @@ def one_run(args: argparse.Namespace, number: int) -> dict[str, Any]:
         verify_output, _ = verify.communicate(timeout=600)
         counts = json.loads(verify_output.strip().splitlines()[-1])
         outputs.stop.set()
+        if tapping is not None:
+            time.sleep(2.0)  # the tap catches up
+            write_committed(bootstrap_of(state.broker_url), data / "committed.json")
+            tapping[1].set()
+            tapping[0].join(10)
     finally:
         supervisor.down(settings)
         for p in load:
@@ -285,6 +295,11 @@ def main() -> int:
     parser.add_argument("--load", action="store_true", help="two busy processes beside the twin")
     parser.add_argument(
         "--kill-broker", action="store_true", help="also SIGKILL Kafka and restart it"
+    )
+    parser.add_argument(
+        "--tap",
+        action="store_true",
+        help="record every topic and the committed offsets in the run's data dir (bench/tap.py)",
     )
     parser.add_argument("--first-kill", type=float, default=12.0, help="wall s into the replay")
     parser.add_argument("--between", type=float, default=20.0, help="wall s between kills")

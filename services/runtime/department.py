@@ -105,12 +105,13 @@ class DepartmentService(Service):
         replayed = self.state.replay_journals(lambda county: county_partition(county) in owned)
         self.schedule.rebuild(lambda county: county_partition(county) in owned)
         self.recovered_at = time.time()
-        log.info(
+        log.warning(  # once a rebalance: worth a line at the workers' level
             "state recovered: %d interrupted units of work finished, "
-            "%d pending actions in %d counties",
+            "%d pending actions in %d counties, %d state keys",
             replayed,
             len(self.schedule.heaped),
             len(self.schedule.heaps),
+            len(self.state.table),
         )
 
     def case_state(self) -> tuple[Any, Any] | None:
