@@ -18,6 +18,17 @@ fetched again, in order).  A jump still there after the rewind is in the log its
 retention deleted the records — and is accepted, with an error in the log.  Changelogs
 (compacted) and the assignor's topic are left to Faust.
 
+Which offset comes next is exact: after a seek (Faust seeks to the committed offsets once
+a rebalance's recovery is done) the next record is the one sought; after a delivered
+record, the one after it; on a partition with nothing committed and nothing read, the
+log start (offset 0, or wherever retention has moved it).  Faust's own ``_read_offset``
+holds both "sought to" and "read last", and ``None`` for offset 0, so the adapter keeps
+which partitions were sought since their last record.  That closes two holes of the
+first version of this rule: a partition with nothing committed before a crash (nothing
+to compare with, so its first records could be skipped unseen — Faust drops fetched
+records when the flow stops or the generation changes mid-batch, and the position
+stays past them), and a skip of exactly the record sought.
+
 :class:`ContiguousConsumer` is the thin Faust adapter; :func:`install` puts it into an app.
 """
 
@@ -33,7 +44,7 @@ log = logging.getLogger(__name__)
 
 
 class Verdict(enum.Enum):
-    DELIVER = "deliver"  # the record follows the last one read (or nothing to compare)
+    DELIVER = "deliver"  # the record expected next (or one read again: Faust drops it)
     REWIND = "rewind"  # a jump: seek back to ``ContiguousOffsets.rewind_to`` first
     DROP = "drop"  # fetched before the rewind, beyond its target: it will come again
 
@@ -41,6 +52,15 @@ class Verdict(enum.Enum):
 def checked(topic: str) -> bool:
     """Topics whose offsets are contiguous: not a compacted changelog, not the assignor's."""
     return not topic.endswith("-changelog") and "__assignor" not in topic
+
+
+def expected_offset(read_offset: int | None, sought: bool) -> int:
+    """The offset the next record of a partition must have: ``read_offset`` itself right
+    after a seek to it, the one after it once it was read, the log start (0) when
+    nothing was committed or read (Faust keeps None for "nothing" and for offset 0)."""
+    if read_offset is None:
+        return 0
+    return read_offset if sought else read_offset + 1
 
 
 @dataclass
@@ -57,10 +77,10 @@ class ContiguousOffsets:
         """A new fetch: records from now on were fetched after any earlier rewind."""
         self.batch += 1
 
-    def verdict(self, topic: str, partition: int, offset: int, last_read: int | None) -> Verdict:
-        """What to do with the record at ``offset``, ``last_read`` being the offset the
-        consumer read last on the partition (or sought to; None: nothing read yet)."""
-        if not checked(topic) or last_read is None:
+    def verdict(self, topic: str, partition: int, offset: int, expected: int) -> Verdict:
+        """What to do with the record at ``offset`` when the partition's next record must
+        be at ``expected`` (:func:`expected_offset`)."""
+        if not checked(topic):
             return Verdict.DELIVER
         key = (topic, partition)
         target = self.rewinding.get(key)
@@ -70,8 +90,10 @@ class ContiguousOffsets:
             del self.rewinding[key]
             if offset > target:
                 # fetched after the seek and still ahead: the records are not in the log
+                # (a seek out of range lands on the log start: retention moved it)
                 self.accepted_gaps += 1
-                log.error(
+                report = log.info if target == 0 else log.error
+                report(
                     "%s[%d]: offsets %d..%d are not in the log (retention?); going on at %d",
                     topic,
                     partition,
@@ -80,20 +102,17 @@ class ContiguousOffsets:
                     offset,
                 )
             return Verdict.DELIVER
-        # ``last_read`` is the offset read last, or after a seek the next one to read:
-        # either way the next record is at most one past it
-        if offset <= last_read + 1:
+        if offset <= expected:
             return Verdict.DELIVER
-        self.rewinding[key] = last_read + 1
+        self.rewinding[key] = expected
         self.rewound_in_batch[key] = self.batch
         self.rewinds += 1
         log.warning(
-            "%s[%d]: the consumer jumped from %d to %d; seeking back to %d",
+            "%s[%d]: the consumer jumped to %d, expected %d; seeking back",
             topic,
             partition,
-            last_read,
             offset,
-            last_read + 1,
+            expected,
         )
         return Verdict.REWIND
 
@@ -107,14 +126,29 @@ def consumer_class(base: type) -> type:
     class ContiguousConsumer(base):
         offsets = ContiguousOffsets()
 
+        def _sought(self) -> set[Any]:
+            """The partitions sought since their last delivered record."""
+            found: set[Any] | None = self.__dict__.get("_govflow_sought")
+            if found is None:
+                found = self.__dict__["_govflow_sought"] = set()
+            return found
+
+        async def seek(self, partition: Any, offset: int) -> None:
+            await super().seek(partition, offset)
+            self._sought().add(partition)
+
+        async def perform_seek(self) -> None:
+            await super().perform_seek()
+            self._sought().update(self._read_offset.keys())
+
         async def getmany(self, timeout: float) -> AsyncIterator[tuple[Any, Any]]:
-            rule = self.offsets
+            rule, sought = self.offsets, self._sought()
             rule.new_batch()
             async for tp, message in super().getmany(timeout):
-                verdict = rule.verdict(
-                    tp.topic, tp.partition, message.offset, self._read_offset.get(tp)
-                )
+                expected = expected_offset(self._read_offset.get(tp), tp in sought)
+                verdict = rule.verdict(tp.topic, tp.partition, message.offset, expected)
                 if verdict is Verdict.DELIVER:
+                    sought.discard(tp)
                     yield tp, message
                 elif verdict is Verdict.REWIND:
                     await self.seek(tp, rule.rewind_to(tp.topic, tp.partition))

@@ -7,51 +7,81 @@ from collections import defaultdict
 from collections.abc import AsyncIterator
 from typing import Any, NamedTuple
 
-from services.runtime.offsets import ContiguousOffsets, Verdict, consumer_class, install
+from services.runtime.offsets import (
+    ContiguousOffsets,
+    Verdict,
+    consumer_class,
+    expected_offset,
+    install,
+)
 from services.runtime.settings import Settings
 
 SUBMISSIONS = "govflow.submissions"
 
 
+def test_the_expected_offset_after_a_seek_after_a_record_and_with_nothing_read():
+    assert expected_offset(20, sought=True) == 20  # sought to the committed offset 20
+    assert expected_offset(20, sought=False) == 21  # record 20 was read
+    assert expected_offset(None, sought=True) == 0  # nothing committed (or committed 0)
+    assert expected_offset(None, sought=False) == 0
+
+
 def test_contiguous_records_are_delivered():
     rule = ContiguousOffsets()
     rule.new_batch()
-    assert rule.verdict(SUBMISSIONS, 4, 20, 20) is Verdict.DELIVER  # after a seek to 20
-    assert rule.verdict(SUBMISSIONS, 4, 21, 20) is Verdict.DELIVER
-    assert rule.verdict(SUBMISSIONS, 4, 0, None) is Verdict.DELIVER  # nothing read yet
+    assert rule.verdict(SUBMISSIONS, 4, 20, 20) is Verdict.DELIVER
+    assert rule.verdict(SUBMISSIONS, 4, 21, 21) is Verdict.DELIVER
+    assert rule.verdict(SUBMISSIONS, 4, 0, 0) is Verdict.DELIVER
+    assert rule.verdict(SUBMISSIONS, 4, 19, 21) is Verdict.DELIVER  # read again: Faust drops it
     assert rule.rewinds == 0
 
 
 def test_a_jump_rewinds_once_and_drops_the_rest_of_its_batch():
-    """The run-4 case: committed 20, then the consumer's first record is 61."""
+    """The run-4 case: committed 21, then the consumer's first record is 61."""
     rule = ContiguousOffsets()
     rule.new_batch()
-    assert rule.verdict(SUBMISSIONS, 4, 61, 20) is Verdict.REWIND
+    assert rule.verdict(SUBMISSIONS, 4, 61, 21) is Verdict.REWIND
     assert rule.rewind_to(SUBMISSIONS, 4) == 21
     assert rule.verdict(SUBMISSIONS, 4, 62, 21) is Verdict.DROP  # fetched before the seek
-    assert rule.verdict(SUBMISSIONS, 6, 47, 46) is Verdict.DELIVER  # other partitions go on
+    assert rule.verdict(SUBMISSIONS, 6, 47, 47) is Verdict.DELIVER  # other partitions go on
     rule.new_batch()
     assert rule.verdict(SUBMISSIONS, 4, 21, 21) is Verdict.DELIVER  # fetched again, in order
-    assert rule.verdict(SUBMISSIONS, 4, 22, 21) is Verdict.DELIVER
+    assert rule.verdict(SUBMISSIONS, 4, 22, 22) is Verdict.DELIVER
     assert (rule.rewinds, rule.accepted_gaps) == (1, 0)
+
+
+def test_skipping_exactly_the_record_sought_is_a_jump():
+    """Committed 20: the first record 21 means record 20 was skipped."""
+    rule = ContiguousOffsets()
+    rule.new_batch()
+    assert rule.verdict(SUBMISSIONS, 4, 21, expected_offset(20, sought=True)) is Verdict.REWIND
+    assert rule.rewind_to(SUBMISSIONS, 4) == 20
+
+
+def test_a_partition_with_nothing_committed_starts_at_the_log_start():
+    """Nothing committed before the crash: a first record at 7 skipped 0..6."""
+    rule = ContiguousOffsets()
+    rule.new_batch()
+    assert rule.verdict(SUBMISSIONS, 10, 7, expected_offset(None, sought=True)) is Verdict.REWIND
+    assert rule.rewind_to(SUBMISSIONS, 10) == 0
 
 
 def test_a_gap_still_there_after_the_rewind_is_in_the_log_and_accepted():
     rule = ContiguousOffsets()
     rule.new_batch()
-    assert rule.verdict(SUBMISSIONS, 0, 500, 10) is Verdict.REWIND
+    assert rule.verdict(SUBMISSIONS, 0, 500, 11) is Verdict.REWIND
     rule.new_batch()
     # retention deleted 11..499: the seek lands on the log start again
     assert rule.verdict(SUBMISSIONS, 0, 500, 11) is Verdict.DELIVER
-    assert rule.verdict(SUBMISSIONS, 0, 501, 500) is Verdict.DELIVER
+    assert rule.verdict(SUBMISSIONS, 0, 501, 501) is Verdict.DELIVER
     assert (rule.rewinds, rule.accepted_gaps) == (1, 1)
 
 
 def test_changelogs_and_the_assignor_topic_are_left_to_faust():
     rule = ContiguousOffsets()
     rule.new_batch()
-    assert rule.verdict("govflow-property-cases-changelog", 4, 90, 10) is Verdict.DELIVER
-    assert rule.verdict("govflow-property-__assignor-__leader", 0, 90, 10) is Verdict.DELIVER
+    assert rule.verdict("govflow-property-cases-changelog", 4, 90, 11) is Verdict.DELIVER
+    assert rule.verdict("govflow-property-__assignor-__leader", 0, 90, 11) is Verdict.DELIVER
     assert rule.rewinds == 0
 
 
@@ -67,8 +97,11 @@ class Record(NamedTuple):
 class FakeFaustConsumer:
     """What the adapter needs of Faust's consumer: getmany, _read_offset, seek."""
 
-    def __init__(self, batches: list[list[tuple[TP, Record]]]) -> None:
+    def __init__(
+        self, batches: list[list[tuple[TP, Record]]], committed: dict[TP, int | None]
+    ) -> None:
         self.batches = batches
+        self.committed = committed
         self._read_offset: dict[TP, int | None] = defaultdict(lambda: None)
         self.sought: list[tuple[TP, int]] = []
 
@@ -79,30 +112,67 @@ class FakeFaustConsumer:
 
     async def seek(self, tp: TP, offset: int) -> None:
         self.sought.append((tp, offset))
-        self._read_offset[tp] = offset
+        self._read_offset[tp] = offset if offset else None  # as Faust's Consumer.seek
+
+    async def perform_seek(self) -> None:  # as Faust's: the read offsets := committed
+        self._read_offset.update(self.committed)
 
 
-def test_the_consumer_seeks_back_and_delivers_every_offset_in_order():
-    p4 = TP(SUBMISSIONS, 4)
-    consumer_type: Any = consumer_class(FakeFaustConsumer)
-    consumer_type.offsets = ContiguousOffsets()
-    consumer = consumer_type(
-        [
-            [(p4, Record(61)), (p4, Record(62))],  # the position jumped past 21..60
-            [(p4, Record(o)) for o in range(21, 64)],  # fetched again after the seek
-        ]
-    )
-    consumer._read_offset[p4] = 20  # sought to the committed offset
-
-    async def drain() -> list[int]:
+def drain(consumer: Any, fetches: int) -> list[int]:
+    async def run() -> list[int]:
+        await consumer.perform_seek()  # the end of a rebalance's recovery
         delivered = []
-        for _ in range(2):
+        for _ in range(fetches):
             async for _tp, record in consumer.getmany(1.0):
                 delivered.append(record.offset)
         return delivered
 
-    assert asyncio.run(drain()) == list(range(21, 64))
+    return asyncio.run(run())
+
+
+def contiguous_consumer(
+    batches: list[list[tuple[TP, Record]]], committed: dict[TP, int | None]
+) -> Any:
+    consumer_type: Any = consumer_class(FakeFaustConsumer)
+    consumer_type.offsets = ContiguousOffsets()
+    return consumer_type(batches, committed)
+
+
+def test_the_consumer_seeks_back_and_delivers_every_offset_in_order():
+    p4 = TP(SUBMISSIONS, 4)
+    consumer = contiguous_consumer(
+        [
+            [(p4, Record(61)), (p4, Record(62))],  # the position jumped past 21..60
+            [(p4, Record(o)) for o in range(21, 64)],  # fetched again after the seek
+        ],
+        {p4: 21},
+    )
+    assert drain(consumer, 2) == list(range(21, 64))
     assert consumer.sought == [(p4, 21)]
+
+
+def test_the_consumer_reads_a_partition_never_committed_from_its_start():
+    """The 2026-12-02 Kafka run 6 case: nothing committed on a partition before the kill,
+    and the new worker's first fetch past its first records."""
+    p10 = TP("govflow.dept.tax", 10)
+    consumer = contiguous_consumer(
+        [
+            [(p10, Record(3)), (p10, Record(4))],
+            [(p10, Record(o)) for o in range(0, 6)],
+        ],
+        {p10: None},
+    )
+    assert drain(consumer, 2) == list(range(0, 6))
+    assert consumer.sought == [(p10, 0)]
+
+
+def test_the_consumer_does_not_rewind_records_in_order():
+    p4 = TP(SUBMISSIONS, 4)
+    consumer = contiguous_consumer(
+        [[(p4, Record(o)) for o in range(21, 30)], [(p4, Record(30))]], {p4: 21}
+    )
+    assert drain(consumer, 2) == list(range(21, 31))
+    assert consumer.sought == []
 
 
 def test_make_app_installs_the_consumer_under_at_least_once_only(tmp_path):
