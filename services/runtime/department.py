@@ -38,6 +38,8 @@ from services.runtime.topology import STATE_TABLE, Keeping, department_topology
 log = logging.getLogger(__name__)
 
 TICK_INTERVAL = 0.05  # wall seconds between checks for due work
+INPUT_BATCH = 500  # input events taken at most at once (stream.take_events)
+INPUT_WITHIN = 0.02  # wall seconds a batch waits to fill
 
 
 class DepartmentService(Service):
@@ -155,37 +157,53 @@ class DepartmentService(Service):
     # -- inputs -----------------------------------------------------------------------------
 
     async def process_inputs(self, stream: StreamT[Any]) -> AsyncIterator[Any]:
-        async for message, event in self.events_of(stream):
-            if event is None:
-                yield None  # dead-lettered; yielding acknowledges it like any other
-                continue
-            assert self.rules is not None
-            # one writer per county at a time: a tick that is publishing holds the lock
-            # from reading its cases to recording them, so a join (register needs review
-            # here *and* the tax clearance from tax) is decided on both completions
-            async with self.county_lock(event.county):
+        """Every input, a batch at a time: per county in arrival order, one unit of work
+        for all the batch's events of the county (one redo journal instead of one per
+        event).  A batch is acknowledged once all of it is written; dead letters are
+        acknowledged like any other message."""
+        async for batch in self.event_batches(stream, INPUT_BATCH, INPUT_WITHIN):
+            by_county: dict[str, list[tuple[Any, Event]]] = {}
+            for message, event in batch:
+                if event is not None:
+                    by_county.setdefault(event.county, []).append((message, event))
+            for county, items in by_county.items():
+                # one writer per county at a time: a tick that is publishing holds the
+                # lock from reading its cases to recording them, so a join (register
+                # needs review here *and* the tax clearance from tax) is decided on both
+                async with self.county_lock(county):
+                    failed = self.handle_county(county, [event for _, event in items])
+                for index, exc in failed:
+                    await self.park(items[index][0], f"could not be handled: {exc!r}", "")
+            yield len(batch)
+
+    def handle_county(self, county: str, events: list[Event]) -> list[tuple[int, Exception]]:
+        """One county's events of a batch as one unit of work: the records that say the
+        events are handled and the work they planned land together or not at all (then
+        they are redelivered).  An event that raises leaves nothing of itself in the
+        unit; it is returned (index, error) to be dead-lettered, and the rest goes on."""
+        assert self.rules is not None
+        failed: list[tuple[int, Exception]] = []
+        with self.state.atomic(county):
+            for index, event in enumerate(events):
                 started = time.perf_counter()
+                self.state.savepoint(county)
                 try:
-                    # one unit of work: the record that says the event is handled and the
-                    # work it planned land together or not at all (then it is redelivered)
-                    with self.state.atomic(event.county):
-                        case_key = f"{event.county}|{event.case_id}"
-                        record = CaseRecord.from_dict(self.cases.get(case_key))
-                        for action in self.rules.on_event(event, record):
-                            self.schedule.plan(action)
-                        close_case(
-                            self.rules, self.schedule, case_key, event.matter, record, time.time()
-                        )
-                        self.cases[case_key] = record.to_dict()
+                    case_key = f"{county}|{event.case_id}"
+                    record = CaseRecord.from_dict(self.cases.get(case_key))
+                    for action in self.rules.on_event(event, record):
+                        self.schedule.plan(action)
+                    close_case(
+                        self.rules, self.schedule, case_key, event.matter, record, time.time()
+                    )
+                    self.cases[case_key] = record.to_dict()
                 except Exception as exc:  # no input may stop the service
                     log.exception("event %s could not be handled", event.event_id)
-                    self.schedule.forget(event.county)  # nothing of it was written
-                    await self.park(message, f"could not be handled: {exc!r}", "")
-                    handled = False
+                    self.state.rollback(county)
+                    self.schedule.forget(county)  # its heap again from what is written
+                    failed.append((index, exc))
                 else:
                     self.processing.observe(time.perf_counter() - started)
-                    handled = True
-            yield event.event_id if handled else None
+        return failed
 
     # -- the clock --------------------------------------------------------------------------
 

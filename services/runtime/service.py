@@ -216,20 +216,29 @@ class Service:
     async def events_of(self, stream: StreamT[Any]) -> AsyncIterator[tuple[Any, Event | None]]:
         """A stream's messages with their events once the run is known (None: the message
         was dead-lettered)."""
-        events_in = self.metrics.events_in
         async for message in stream.events():
             run = await self.control.wait()
-            events_in.labels(self.name, message.message.topic).inc()
-            event = await self.decode(message)
-            if (
-                event is not None
-                and run.case_prefix
-                and not event.case_id.startswith(run.case_prefix)
-            ):
-                reason = f"event for an unknown case (not of run {run.run_id})"
-                await self.park(message, reason, "case_id", "invalid_event")
-                event = None
-            yield message, event
+            yield message, await self.checked(message, run)
+
+    async def event_batches(
+        self, stream: StreamT[Any], size: int, within: float
+    ) -> AsyncIterator[list[tuple[Any, Event | None]]]:
+        """As :meth:`events_of`, in batches of up to ``size`` messages taken within
+        ``within`` seconds (``stream.take_events``: acknowledged once the batch is done)."""
+        # take_events is Faust's (StreamT does not declare it)
+        async for messages in stream.take_events(size, within=within):  # type: ignore[attr-defined]
+            run = await self.control.wait()
+            yield [(message, await self.checked(message, run)) for message in messages]
+
+    async def checked(self, message: Any, run: RunAnnounced) -> Event | None:
+        """The message's event under the run, or None after dead-lettering it."""
+        self.metrics.events_in.labels(self.name, message.message.topic).inc()
+        event = await self.decode(message)
+        if event is not None and run.case_prefix and not event.case_id.startswith(run.case_prefix):
+            reason = f"event for an unknown case (not of run {run.run_id})"
+            await self.park(message, reason, "case_id", "invalid_event")
+            return None
+        return event
 
     async def decode(self, message: Any) -> Event | None:
         """The event in a Faust message, or None after dead-lettering it."""

@@ -39,6 +39,7 @@ class _Deleted:
 
 
 DELETED: Any = _Deleted()
+_UNWRITTEN: Any = object()  # a key the open unit had not written before its savepoint
 
 
 def state_key(county: str, kind: str, rest: str) -> str:
@@ -60,6 +61,7 @@ class DepartmentState:
     def __init__(self, table: MutableMapping[str, Any]) -> None:
         self.table = table
         self.open: dict[str, dict[str, Any]] = {}  # county -> its unit's buffered writes
+        self.undo: dict[str, dict[str, Any]] = {}  # county -> writes since its savepoint
         self.journals_replayed = 0
 
     def slice(self, kind: str) -> StateSlice:
@@ -81,7 +83,7 @@ class DepartmentState:
         county = key.partition("|")[0]
         buffered = self.open.get(county)
         if buffered is not None:
-            buffered[key] = value
+            self._buffer(buffered, county, key, value)
         else:
             self.table[key] = value
 
@@ -89,7 +91,7 @@ class DepartmentState:
         county = key.partition("|")[0]
         buffered = self.open.get(county)
         if buffered is not None:
-            buffered[key] = DELETED
+            self._buffer(buffered, county, key, DELETED)
         else:
             self.table.pop(key, None)
 
@@ -121,7 +123,30 @@ class DepartmentState:
             yield
         finally:
             del self.open[county]
+            self.undo.pop(county, None)
         self._write_unit(county, buffered)
+
+    def savepoint(self, county: str) -> None:
+        """Mark the open unit's writes so far: :meth:`rollback` forgets the later ones."""
+        if county not in self.open:
+            raise RuntimeError(f"no unit of work of {county} is open")
+        self.undo[county] = {}
+
+    def rollback(self, county: str) -> None:
+        """Forget the open unit's writes made since its last :meth:`savepoint`."""
+        buffered, undo = self.open[county], self.undo.get(county) or {}
+        for key, before in undo.items():
+            if before is _UNWRITTEN:
+                buffered.pop(key, None)
+            else:
+                buffered[key] = before
+        self.undo[county] = {}
+
+    def _buffer(self, buffered: dict[str, Any], county: str, key: str, value: Any) -> None:
+        undo = self.undo.get(county)
+        if undo is not None and key not in undo:
+            undo[key] = buffered.get(key, _UNWRITTEN)
+        buffered[key] = value
 
     def _write_unit(self, county: str, writes: dict[str, Any]) -> None:
         changed = {k: v for k, v in writes.items() if self.table.get(k) != _stored(v)}

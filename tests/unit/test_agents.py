@@ -239,6 +239,51 @@ async def test_an_action_that_raises_is_dead_lettered_and_its_county_goes_on(pro
     assert len(service.pending) == 0
 
 
+async def test_a_batch_with_an_event_that_raises_keeps_the_others_of_its_county(
+    property_service,
+):
+    """One county's events of a batch are one unit of work; the one that raises is
+    dead-lettered and leaves nothing behind, the others are handled."""
+    service = property_service
+    assert service.rules is not None
+    events = []
+    for event, _ in linked_submissions():
+        if not events or event.county == events[0].county:
+            events.append(event)
+        if len(events) == 3:
+            break
+    county, bad = events[0].county, events[1]
+    on_event = service.rules.on_event
+
+    def failing(event, record):
+        if event.case_id == bad.case_id:
+            for action in on_event(event, record):  # it plans, then fails:
+                service.schedule.plan(action)  # nothing of it may stay
+            raise ValueError("broken rule")
+        return on_event(event, record)
+
+    with (
+        patch.object(service.rules, "on_event", new=failing),
+        patch.object(
+            service.dead_letter_topic, "send", new=AsyncMock(side_effect=delivered)
+        ) as dead,
+    ):
+        async with service.inputs_agent.test_context() as inputs:
+            for event in events[:-1]:
+                await inputs.put(event.to_bytes(), key=county.encode(), wait=False)
+            await inputs.put(events[-1].to_bytes(), key=county.encode())
+            for _ in range(50):  # every put may not have made the same batch
+                if dead.call_count and len(service.pending) == 2:
+                    break
+                await asyncio.sleep(0.05)
+    letters = [json.loads(c.kwargs["value"]) for c in dead.call_args_list]
+    assert len(letters) == 1 and "broken rule" in letters[0]["reason"]
+    planned = sorted(json.loads(json.dumps(v))["case_id"] for v in service.pending.values())
+    assert planned == sorted([events[0].case_id, events[2].case_id])
+    assert service.cases.get(f"{county}|{bad.case_id}") is None
+    assert sorted(k for _, k in service.schedule.heaps[county]) == sorted(service.pending)
+
+
 async def test_an_announcement_that_does_not_match_its_hash_is_refused(tmp_path):
     service = DepartmentService(
         "tax", Settings(data_dir=tmp_path), "kafka://127.0.0.1:9", default_catalog()

@@ -140,6 +140,32 @@ def test_a_unit_that_raises_writes_nothing():
     assert state.open == {}  # the next unit may start
 
 
+def test_a_rollback_forgets_only_the_writes_since_the_savepoint():
+    """A batch's events share one unit; one that fails leaves nothing of itself."""
+    table = Changelog({"xinzhou|cases|c": 1, "xinzhou|pending|p": {"at": 1}})
+    state = DepartmentState(table)
+    cases, pending = slices(state)
+    with state.atomic("xinzhou"):
+        state.savepoint("xinzhou")
+        cases["xinzhou|c"] = 2  # the first event: kept
+        state.savepoint("xinzhou")
+        cases["xinzhou|c"] = 3  # the second event, which fails
+        cases["xinzhou|d"] = 4
+        del pending["xinzhou|p"]
+        state.rollback("xinzhou")
+        assert cases.get("xinzhou|c") == 2 and cases.get("xinzhou|d") is None
+        assert pending.get("xinzhou|p") == {"at": 1}
+        state.savepoint("xinzhou")
+        cases["xinzhou|e"] = 5  # the third event: kept
+    assert table.data == {
+        "xinzhou|cases|c": 2,
+        "xinzhou|pending|p": {"at": 1},
+        "xinzhou|cases|e": 5,
+    }
+    with pytest.raises(RuntimeError, match="no unit"):
+        state.savepoint("xinzhou")
+
+
 def test_journals_are_replayed_only_for_owned_counties():
     journal = [["a|cases|1", 7], ["a|pending|x", None]]
     table = Changelog(
