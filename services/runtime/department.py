@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -208,7 +209,9 @@ class DepartmentService(Service):
     # -- the clock --------------------------------------------------------------------------
 
     async def run_due(self) -> None:
-        """The clock: execute every county's due work and publish what it decided."""
+        """The clock: execute every due county's work, publish it all, wait for the
+        broker's acknowledgements once for all counties, then record each county's work.
+        Each county's lock is held from reading its cases to recording them."""
         run, clock = self.control.run, self.control.clock
         if clock is None or self.rules is None or run is None:
             return
@@ -216,17 +219,22 @@ class DepartmentService(Service):
             return  # tables incomplete: acting now would read and overwrite stale state
         horizon = clock.now() - self.settings.watermark * run.speed
         generation = self.generation
-        for county in self.schedule.due_counties(horizon):
-            if self.generation != generation:  # a rebalance began during an earlier county
-                return
-            async with self.county_lock(county):
-                await self.tick(county, run.run_id, horizon)
+        async with contextlib.AsyncExitStack() as held:
+            published: list[tuple[str, UnitOfWork, list[Any]]] = []
+            for county in self.schedule.due_counties(horizon):
+                if self.generation != generation:  # a rebalance began meanwhile
+                    break
+                await held.enter_async_context(self.county_lock(county))
+                work = self.execute(county, run.run_id, horizon)
+                if work is not None:
+                    published.append((county, work, await self.publish(county, work)))
+            await self.commit_published(published, generation)
 
-    async def tick(self, county: str, run_id: str, horizon: float) -> None:
-        """One county's due work: execute, publish, record (under the county's lock)."""
+    def execute(self, county: str, run_id: str, horizon: float) -> UnitOfWork | None:
+        """One county's due work, executed (None: it failed, and is redone later)."""
         assert self.rules is not None
         try:
-            work = CountyTick(
+            return CountyTick(
                 service=self.name,
                 rules=self.rules,
                 schedule=self.schedule,
@@ -239,17 +247,10 @@ class DepartmentService(Service):
         except Exception:  # keep serving the other counties
             log.exception("executing due work of %s failed", county)
             self.schedule.forget(county)
-            return
-        await self.publish_then_commit(county, work)
+            return None
 
-    async def publish_then_commit(self, county: str, work: UnitOfWork) -> None:
-        """Publish the tick's events and letters; once the broker has them, commit —
-        unless a rebalance began meanwhile.  The inputs agent is drained before a
-        rebalance; the timer is not, so a tick whose publish await straddles one would
-        write its tables while they are being recovered from the changelog, and the
-        recovery would then overwrite (or be overwritten by) what it wrote.  Its work is
-        redone instead once the state is recovered (the same event ids: duplicates)."""
-        generation = self.generation
+    async def publish(self, county: str, work: UnitOfWork) -> list[Any]:
+        """Send a tick's events and letters; their delivery futures."""
         events_out = self.metrics.events_out
         deliveries = []
         for event in work.events:
@@ -262,21 +263,35 @@ class DepartmentService(Service):
             deliveries.append(
                 await self.dead_letter_topic.send(key=self.name.encode(), value=letter.to_bytes())
             )
-        try:
-            await asyncio.gather(*deliveries)
-        except Exception:
-            log.exception("publishing %s's completions failed; they will be redone", county)
-            self.schedule.forget(county)
-            return
-        if generation != self.generation or not self.schedule.synced:
-            self.ticks_discarded += 1
-            log.warning("a rebalance began while %s's tick was publishing: it is redone", county)
-            return
-        try:
-            work.commit()
-        except Exception:  # the events are out; redoing the work republishes the same ids
-            log.exception("recording %s's completed work failed; it will be redone", county)
-            self.schedule.forget(county)
+        return deliveries
+
+    async def commit_published(
+        self, published: list[tuple[str, UnitOfWork, list[Any]]], generation: int
+    ) -> None:
+        """Once the broker has a county's events, record its work — unless a rebalance
+        began meanwhile.  The inputs agent is drained before a rebalance; the timer is
+        not, so a tick whose publish await straddles one would write its tables while
+        they are being recovered from the changelog, and the recovery would then
+        overwrite (or be overwritten by) what it wrote.  Its work is redone instead once
+        the state is recovered (the same event ids: duplicates every reader drops)."""
+        outcomes = await asyncio.gather(
+            *(asyncio.gather(*deliveries) for _, _, deliveries in published),
+            return_exceptions=True,
+        )
+        for (county, work, _), outcome in zip(published, outcomes, strict=True):
+            if isinstance(outcome, BaseException):
+                log.error("publishing %s's completions failed (%r); redone", county, outcome)
+                self.schedule.forget(county)
+                continue
+            if generation != self.generation or not self.schedule.synced:
+                self.ticks_discarded += 1
+                log.warning("a rebalance began while %s's tick was publishing: redone", county)
+                continue
+            try:
+                work.commit()
+            except Exception:  # the events are out; redoing the work republishes the same ids
+                log.exception("recording %s's completed work failed; it will be redone", county)
+                self.schedule.forget(county)
 
 
 def _is_rejection(event: Event) -> bool:
