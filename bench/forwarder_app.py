@@ -27,6 +27,19 @@ source = app.topic(os.environ.get("GOVFLOW_BENCH_SOURCE", "bench.fwd.in"), value
 sink = app.topic(os.environ.get("GOVFLOW_BENCH_SINK", "bench.fwd.out"), value_serializer="raw")
 
 
+@app.task
+async def restore_log_level() -> None:
+    """As the govflow services do (services/runtime/service.py): Faust's worker leaves
+    the root logger at DEBUG for its start-up spinner; the same treatment on both sides
+    of the comparison."""
+    import logging
+
+    root = logging.getLogger()
+    levels = [h.level for h in root.handlers if type(h).__name__ != "SpinnerHandler"]
+    if levels and root.level < min(levels):
+        root.setLevel(min(levels))
+
+
 @app.agent(source)
 async def forward(stream: faust.StreamT) -> AsyncIterator[Any]:
     if MODE == "take":
