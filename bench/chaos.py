@@ -262,7 +262,7 @@ def one_run(args: argparse.Namespace, number: int) -> dict[str, Any]:
     rewinds: dict[str, int] = {}
     for log_file in sorted((data / "logs").glob("*.log")):
         text = log_file.read_text(errors="replace")
-        jumps = text.count("the consumer jumped from") + text.count("are not in the log")
+        jumps = text.count("the consumer jumped to") + text.count("are not in the log")
         if jumps:
             rewinds[log_file.stem] = jumps
     recovered = all(k["late_s"] is not None and k["late_s"] <= RECOVERY_GOAL_S for k in workers)
