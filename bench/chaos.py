@@ -51,7 +51,7 @@ from tap import tap, write_committed  # noqa: E402  (bench/tap.py)
 
 from services.core.catalog import default_catalog  # noqa: E402
 from services.core.topics import Topics  # noqa: E402
-from services.runtime import supervisor  # noqa: E402
+from services.runtime import offsets, supervisor  # noqa: E402
 from services.runtime.broker import bootstrap_of  # noqa: E402
 from services.runtime.settings import Settings  # noqa: E402
 
@@ -262,7 +262,7 @@ def one_run(args: argparse.Namespace, number: int) -> dict[str, Any]:
     rewinds: dict[str, int] = {}
     for log_file in sorted((data / "logs").glob("*.log")):
         text = log_file.read_text(errors="replace")
-        jumps = text.count("the consumer jumped to") + text.count("are not in the log")
+        jumps = text.count(offsets.JUMPED) + text.count(offsets.NOT_IN_LOG)
         if jumps:
             rewinds[log_file.stem] = jumps
     recovered = all(k["late_s"] is not None and k["late_s"] <= RECOVERY_GOAL_S for k in workers)

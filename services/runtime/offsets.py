@@ -42,6 +42,10 @@ from typing import Any
 
 log = logging.getLogger(__name__)
 
+#: What the log says when the guard fires (``bench/chaos.py`` counts these lines)
+JUMPED = "the consumer jumped to"
+NOT_IN_LOG = "are not in the log"
+
 
 class Verdict(enum.Enum):
     DELIVER = "deliver"  # the record expected next (or one read again: Faust drops it)
@@ -94,7 +98,7 @@ class ContiguousOffsets:
                 self.accepted_gaps += 1
                 report = log.info if target == 0 else log.error
                 report(
-                    "%s[%d]: offsets %d..%d are not in the log (retention?); going on at %d",
+                    f"%s[%d]: offsets %d..%d {NOT_IN_LOG} (retention?); going on at %d",
                     topic,
                     partition,
                     target,
@@ -108,7 +112,7 @@ class ContiguousOffsets:
         self.rewound_in_batch[key] = self.batch
         self.rewinds += 1
         log.warning(
-            "%s[%d]: the consumer jumped to %d, expected %d; seeking back",
+            f"%s[%d]: {JUMPED} %d, expected %d; seeking back",
             topic,
             partition,
             offset,

@@ -201,3 +201,16 @@ def test_install_keeps_one_rule_state_per_app():
     install(first)
     install(second)
     assert first.transport.Consumer.offsets is not second.transport.Consumer.offsets
+
+
+def test_a_rewind_and_an_accepted_gap_log_the_lines_the_chaos_bench_counts(caplog):
+    from services.runtime import offsets
+
+    rule = ContiguousOffsets()
+    rule.new_batch()
+    with caplog.at_level("INFO", logger="services.runtime.offsets"):
+        assert rule.verdict(SUBMISSIONS, 0, 500, 11) is Verdict.REWIND
+        rule.new_batch()
+        assert rule.verdict(SUBMISSIONS, 0, 500, 11) is Verdict.DELIVER
+    text = caplog.text
+    assert text.count(offsets.JUMPED) == 1 and text.count(offsets.NOT_IN_LOG) == 1
