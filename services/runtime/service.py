@@ -32,6 +32,7 @@ from services.runtime.broker import bootstrap_of
 from services.runtime.control import RunAnnounced, RunControl, read_announcement
 from services.runtime.deadletter import DeadLetter
 from services.runtime.health import ServiceMetrics, report_ready
+from services.runtime.offsets import checked
 from services.runtime.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -144,6 +145,8 @@ class Service:
         consumer = self.app.consumer
         read = getattr(consumer, "_read_offset", {})
         for tp in consumer.assignment():
+            if not checked(tp.topic):  # a changelog is read only while recovering
+                continue
             try:
                 highwater = consumer.highwater(tp)
             except Exception:  # not fetched yet

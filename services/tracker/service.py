@@ -6,6 +6,7 @@ target's unit, verdicts, linked transfers in flight)."""
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import AsyncIterator
 from typing import Any, cast
@@ -25,6 +26,8 @@ from services.runtime.service import RAW, Service
 from services.runtime.settings import Settings, load_settings
 from services.runtime.topology import PARTITIONS, TRACKER_TABLES, tracker_inputs
 from services.tracker.progress import CaseProgress
+
+log = logging.getLogger(__name__)
 
 LINKED_MATTERS = frozenset({"linked_transfer"})
 
@@ -119,7 +122,7 @@ class TrackerService(Service):
         metrics.events_out.labels(self.name, event.type).inc()
 
     async def process_inputs(self, stream: StreamT[Any]) -> AsyncIterator[Any]:
-        async for _message, event in self.events_of(stream):
+        async for message, event in self.events_of(stream):
             if event is None:
                 yield None  # dead-lettered; yielding acknowledges it like any other
                 continue
@@ -127,7 +130,13 @@ class TrackerService(Service):
             case_key = f"{event.county}|{event.case_id}"
             progress = CaseProgress.from_dict(self.cases.get(case_key))
             if matter is not None and self.office is not None and progress.observe(event):
-                verdict = progress.verdict_event(matter, event, self.office)
+                try:
+                    verdict = progress.verdict_event(matter, event, self.office)
+                except Exception as exc:  # no input may stop the service: park it
+                    log.exception("the verdict on %s could not be given", event.case_id)
+                    await self.park(message, f"verdict not given: {exc!r}", "occurred_at")
+                    yield None
+                    continue
                 if progress.submitted is not None and event.type == "case.submitted":
                     self.count(event)
                 if verdict is not None:

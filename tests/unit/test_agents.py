@@ -409,3 +409,61 @@ async def test_a_tick_straddling_a_rebalance_records_nothing(property_service):
     assert service.ticks_discarded == 1
     service.schedule.rebuild()  # as after the recovery: the action is there to redo
     assert len(service.schedule.heaped) == 1
+
+
+async def test_a_verdict_that_raises_is_dead_lettered_and_the_tracker_goes_on(tmp_path):
+    """The 2026-12-02 Kafka soak: a CalendarRangeError in a verdict crashed the
+    tracker's agent (Faust restarted it, and the lag grew). Now the event is parked."""
+    from services.tracker.progress import CaseProgress
+    from services.tracker.service import TrackerService
+
+    service = TrackerService(Settings(data_dir=tmp_path), "kafka://127.0.0.1:9", default_catalog())
+    started(service, announcement())
+    events = [e for e, _ in linked_submissions()][:2]
+    real = CaseProgress.verdict_event
+
+    def verdict_event(self, matter, trigger, office):
+        if trigger.case_id == events[0].case_id:
+            raise CalendarRangeError("timestamps outside this calendar's data")
+        return real(self, matter, trigger, office)
+
+    with (
+        patch.object(CaseProgress, "verdict_event", verdict_event),
+        patch.object(
+            service.dead_letter_topic, "send", new=AsyncMock(side_effect=delivered)
+        ) as dead,
+    ):
+        async with service.inputs_agent.test_context() as inputs:
+            for event in events:
+                await inputs.put(event.to_bytes(), key=event.county.encode())
+    letters = [json.loads(c.kwargs["value"]) for c in dead.call_args_list]
+    assert len(letters) == 1 and "CalendarRangeError" in letters[0]["reason"]
+    assert service.cases.get(f"{events[1].county}|{events[1].case_id}") is not None
+
+
+def test_consumer_lag_leaves_out_the_changelogs(tmp_path):
+    """A changelog is read only while recovering: its 'lag' grows with every table write
+    and is no backlog (the 2026-12-02 Kafka soak reported 33,068 from it)."""
+    from types import SimpleNamespace
+
+    from services.runtime.health import ServiceMetrics
+
+    class TP(SimpleNamespace):
+        def __hash__(self) -> int:
+            return hash((self.topic, self.partition))
+
+    inputs, changelog = (
+        TP(topic="govflow.dept.tax", partition=4),
+        TP(topic="govflow-property-state-changelog", partition=4),
+    )
+    consumer = SimpleNamespace(
+        _read_offset={inputs: 9, changelog: 0},
+        assignment=lambda: [inputs, changelog],
+        highwater=lambda tp: 12 if tp is inputs else 5000,
+    )
+    metrics = ServiceMetrics("property-lag-test")
+    fake = SimpleNamespace(app=SimpleNamespace(consumer=consumer), metrics=metrics, name="p")
+    Service.refresh_gauges(fake)  # type: ignore[arg-type]
+    lag = metrics.consumer_lag
+    assert lag.labels("p", inputs.topic, "4")._value.get() == 2
+    assert ("p", changelog.topic, "4") not in {tuple(k) for k in lag._metrics}
