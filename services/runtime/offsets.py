@@ -20,14 +20,14 @@ retention deleted the records — and is accepted, with an error in the log.  Ch
 
 Which offset comes next is exact: after a seek (Faust seeks to the committed offsets once
 a rebalance's recovery is done) the next record is the one sought; after a delivered
-record, the one after it; on a partition with nothing committed and nothing read, the
-log start (offset 0, or wherever retention has moved it).  Faust's own ``_read_offset``
-holds both "sought to" and "read last", and ``None`` for offset 0, so the adapter keeps
-which partitions were sought since their last record.  That closes two holes of the
-first version of this rule: a partition with nothing committed before a crash (nothing
-to compare with, so its first records could be skipped unseen — Faust drops fetched
-records when the flow stops or the generation changes mid-batch, and the position
-stays past them), and a skip of exactly the record sought.
+record, the one after it.  Faust's own ``_read_offset`` holds both "sought to" and
+"read last", so the adapter keeps which partitions were sought since their last record.
+That closes the hole of the first version of this rule: a skip of exactly the record
+sought (Faust drops fetched records when the flow stops or the generation changes
+mid-batch, and the position stays past them).  Where Faust has no offset at all (None:
+nothing committed, a seek to 0, or a committed offset that could not be fetched) the
+next offset is not known and the record is delivered as before; a partition never
+committed whose first records Faust dropped is therefore still not caught.
 
 :class:`ContiguousConsumer` is the thin Faust adapter; :func:`install` puts it into an app.
 """
@@ -58,12 +58,14 @@ def checked(topic: str) -> bool:
     return not topic.endswith("-changelog") and "__assignor" not in topic
 
 
-def expected_offset(read_offset: int | None, sought: bool) -> int:
+def expected_offset(read_offset: int | None, sought: bool) -> int | None:
     """The offset the next record of a partition must have: ``read_offset`` itself right
-    after a seek to it, the one after it once it was read, the log start (0) when
-    nothing was committed or read (Faust keeps None for "nothing" and for offset 0)."""
+    after a seek to it, the one after it once it was read; None when it is not known —
+    Faust keeps None for "nothing read", for a seek to 0, and when the committed offset
+    could not be fetched (the Kafka soak of 2026-12-02: a rebalance of every group at
+    once, committed offsets None, and a rule that took None for 0 rewound whole topics)."""
     if read_offset is None:
-        return 0
+        return None
     return read_offset if sought else read_offset + 1
 
 
@@ -81,10 +83,10 @@ class ContiguousOffsets:
         """A new fetch: records from now on were fetched after any earlier rewind."""
         self.batch += 1
 
-    def verdict(self, topic: str, partition: int, offset: int, expected: int) -> Verdict:
+    def verdict(self, topic: str, partition: int, offset: int, expected: int | None) -> Verdict:
         """What to do with the record at ``offset`` when the partition's next record must
-        be at ``expected`` (:func:`expected_offset`)."""
-        if not checked(topic):
+        be at ``expected`` (:func:`expected_offset`; None: not known, delivered)."""
+        if not checked(topic) or expected is None:
             return Verdict.DELIVER
         key = (topic, partition)
         target = self.rewinding.get(key)
