@@ -107,6 +107,7 @@ class FakeFaustConsumer:
         self.committed = committed
         self._read_offset: dict[TP, int | None] = defaultdict(lambda: None)
         self.sought: list[tuple[TP, int]] = []
+        self.positions: dict[TP, int] = {}  # the client's own fetch positions
 
     async def getmany(self, timeout: float) -> AsyncIterator[tuple[TP, Record]]:
         for tp, record in self.batches.pop(0):
@@ -119,6 +120,9 @@ class FakeFaustConsumer:
 
     async def perform_seek(self) -> None:  # as Faust's: the read offsets := committed
         self._read_offset.update(self.committed)
+
+    async def position(self, tp: TP) -> int:
+        return self.positions[tp]
 
 
 def drain(consumer: Any, fetches: int) -> list[int]:
@@ -217,3 +221,26 @@ def test_a_rewind_and_an_accepted_gap_log_the_lines_the_chaos_bench_counts(caplo
         assert rule.verdict(SUBMISSIONS, 0, 500, 11) is Verdict.DELIVER
     text = caplog.text
     assert text.count(offsets.JUMPED) == 1 and text.count(offsets.NOT_IN_LOG) == 1
+
+
+def test_with_no_offset_known_the_clients_position_is_expected():
+    """Tansu, 48e17ac, run 6 (47 lost): no committed offset came back for dept.tax[11],
+    the client stood at 16, Faust dropped 16..27: the first record seen was 28."""
+    p11 = TP("govflow.dept.tax", 11)
+    consumer = contiguous_consumer(
+        [[(p11, Record(28)), (p11, Record(29))], [(p11, Record(o)) for o in range(16, 31)]],
+        {p11: None},
+    )
+    consumer.positions = {p11: 16}
+    assert drain(consumer, 2) == list(range(16, 31))
+    assert consumer.sought == [(p11, 16)]
+
+
+def test_with_no_offset_known_a_correct_position_is_not_rewound():
+    """The Kafka soak on 2e92627: committed offsets not fetched in a rebalance storm,
+    the client at the right place (170): nothing is rewound to 0."""
+    p2 = TP(SUBMISSIONS, 2)
+    consumer = contiguous_consumer([[(p2, Record(o)) for o in range(170, 175)]], {p2: None})
+    consumer.positions = {p2: 170}
+    assert drain(consumer, 1) == list(range(170, 175))
+    assert consumer.sought == []
