@@ -13,6 +13,8 @@ from typing import Any
 
 import faust
 
+from services.runtime.app import restore_log_level
+
 MODE = os.environ.get("GOVFLOW_BENCH_MODE", "each")
 app = faust.App(
     f"bench-forwarder-{MODE}",
@@ -27,17 +29,8 @@ source = app.topic(os.environ.get("GOVFLOW_BENCH_SOURCE", "bench.fwd.in"), value
 sink = app.topic(os.environ.get("GOVFLOW_BENCH_SINK", "bench.fwd.out"), value_serializer="raw")
 
 
-@app.task
-async def restore_log_level() -> None:
-    """As the govflow services do (services/runtime/service.py): Faust's worker leaves
-    the root logger at DEBUG for its start-up spinner; the same treatment on both sides
-    of the comparison."""
-    import logging
-
-    root = logging.getLogger()
-    levels = [h.level for h in root.handlers if type(h).__name__ != "SpinnerHandler"]
-    if levels and root.level < min(levels):
-        root.setLevel(min(levels))
+# the same log-level restore as the services (Faust leaves the root logger at DEBUG)
+app.task(restore_log_level)
 
 
 @app.agent(source)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import faust
@@ -69,3 +70,15 @@ def make_app(service: str, settings: Settings, broker_url: str) -> faust.App:
         offsets.install(app)  # a jump of the consumer's position is rewound, not committed
     flush.install(app)  # no offset committed before the table writes it covers are sent
     return app
+
+
+async def restore_log_level() -> None:
+    """Give the root logger back the worker's level (``-l warn``).  Faust's worker sets it
+    to DEBUG for its start-up spinner and never restores it, so every debug line of
+    aiokafka and Faust — several per message — is built (caller lookup and all) and then
+    dropped by the handlers: 8 % of a department's CPU in ``bench/pipeline.py``.  Every
+    service runs it as a task (and so does the bench's forwarder, to compare fairly)."""
+    root = logging.getLogger()
+    levels = [h.level for h in root.handlers if type(h).__name__ != "SpinnerHandler"]
+    if levels and root.level < min(levels):
+        root.setLevel(min(levels))

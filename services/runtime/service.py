@@ -27,7 +27,7 @@ from services.core.errors import InputError
 from services.core.events import Event, EventValidationError, decode_event
 from services.core.scenario import Scenario
 from services.core.topics import Topics
-from services.runtime.app import county_partition, make_app
+from services.runtime.app import county_partition, make_app, restore_log_level
 from services.runtime.broker import bootstrap_of
 from services.runtime.control import RunAnnounced, RunControl, read_announcement
 from services.runtime.deadletter import DeadLetter
@@ -59,7 +59,7 @@ class Service:
         self.metrics_port: int | None = None
         self._gauge_error_logged = False
         self.app.task(self.follow_control)
-        self.app.task(self.restore_log_level)
+        self.app.task(restore_log_level)
         self.app.task(self.serve_metrics)
         self.app.task(self.report_ready)
         self.app.timer(interval=METRICS_INTERVAL)(self.observe)
@@ -106,17 +106,6 @@ class Service:
         self.metrics.cases_kept.labels(self.name, "closed").set(kept_closed)
         self.metrics.closed_forgotten.labels(self.name).inc(forgotten)
         return forgotten
-
-    @staticmethod
-    async def restore_log_level() -> None:
-        """Give the root logger back the worker's level (``-l warn``).  Faust's worker sets
-        it to DEBUG for its start-up spinner and never restores it, so every debug line of
-        aiokafka and Faust — several per message — is built (caller lookup and all) and
-        then dropped by the handlers: 8 % of a department's CPU in ``bench/pipeline.py``."""
-        root = logging.getLogger()
-        levels = [h.level for h in root.handlers if type(h).__name__ != "SpinnerHandler"]
-        if levels and root.level < min(levels):
-            root.setLevel(min(levels))
 
     # -- health ---------------------------------------------------------------------------
 
@@ -233,7 +222,7 @@ class Service:
         was dead-lettered)."""
         async for message in stream.events():
             run = await self.control.wait()
-            yield message, await self.checked(message, run)
+            yield message, await self.event_of(message, run)
 
     async def event_batches(
         self, stream: StreamT[Any], size: int, within: float
@@ -243,9 +232,9 @@ class Service:
         # take_events is Faust's (StreamT does not declare it)
         async for messages in stream.take_events(size, within=within):  # type: ignore[attr-defined]
             run = await self.control.wait()
-            yield [(message, await self.checked(message, run)) for message in messages]
+            yield [(message, await self.event_of(message, run)) for message in messages]
 
-    async def checked(self, message: Any, run: RunAnnounced) -> Event | None:
+    async def event_of(self, message: Any, run: RunAnnounced) -> Event | None:
         """The message's event under the run, or None after dead-lettering it."""
         self.metrics.events_in.labels(self.name, message.message.topic).inc()
         event = await self.decode(message)

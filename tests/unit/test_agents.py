@@ -467,3 +467,21 @@ def test_consumer_lag_leaves_out_the_changelogs(tmp_path):
     lag = metrics.consumer_lag
     assert lag.labels("p", inputs.topic, "4")._value.get() == 2
     assert ("p", changelog.topic, "4") not in {tuple(k) for k in lag._metrics}
+
+
+async def test_the_root_logger_gets_the_workers_level_back():
+    """Faust's worker leaves the root logger at DEBUG (its start-up spinner)."""
+    from services.runtime.app import restore_log_level
+
+    root = logging.getLogger()
+    handler = logging.StreamHandler()
+    handler.setLevel(logging.WARNING)
+    saved_level, saved_handlers = root.level, root.handlers[:]
+    root.handlers[:] = [handler]
+    root.setLevel(logging.DEBUG)
+    try:
+        await restore_log_level()
+        assert root.level == logging.WARNING
+    finally:
+        root.handlers[:] = saved_handlers
+        root.setLevel(saved_level)
