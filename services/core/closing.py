@@ -35,3 +35,18 @@ def expired(data: Any, now: float, horizon: float, since: float = 0.0) -> bool:
     outage the redelivered events come first, and their markers must still be there)."""
     at = closed_at(data)
     return at is not None and now - max(at, since) > horizon
+
+
+def serving_since(since: float | None, revoked_at: float | None, now: float) -> float:
+    """The ``since`` of :func:`expired` after the state was recovered at ``now``.
+
+    A worker's first recovery (``since`` None: a start, perhaps after a crash of unknown
+    length) counts every marker's age from ``now``: the redelivered backlog comes first.
+    A later one in the same live worker is a rebalance, a pause of ``now - revoked_at``
+    seconds: ``since`` moves on by the pause and no further.  Counting from every
+    rebalance instead meant a marker was never forgotten in a service whose group
+    rebalanced more often than the horizon (the Kafka soak of 2026-12-02: every group
+    rebalanced 5 minutes in, and no closed marker was forgotten in the whole run)."""
+    if since is None or revoked_at is None:
+        return now
+    return since + max(0.0, now - revoked_at)

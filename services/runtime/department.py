@@ -107,7 +107,7 @@ class DepartmentService(Service):
         }
         replayed = self.state.replay_journals(lambda county: county_partition(county) in owned)
         self.schedule.rebuild(lambda county: county_partition(county) in owned)
-        self.recovered_at = time.time()
+        self.note_recovered()
         log.warning(  # once a rebalance: worth a line at the workers' level
             "state recovered: %d interrupted units of work finished, "
             "%d pending actions in %d counties, %d state keys",

@@ -22,7 +22,7 @@ from typing import Any
 from faust.types import StreamT
 
 from services.core.catalog import Catalog
-from services.core.closing import closed_at, expired
+from services.core.closing import closed_at, expired, serving_since
 from services.core.errors import InputError
 from services.core.events import Event, EventValidationError, decode_event
 from services.core.scenario import Scenario
@@ -64,7 +64,19 @@ class Service:
         self.app.task(self.report_ready)
         self.app.timer(interval=METRICS_INTERVAL)(self.observe)
         self.app.timer(interval=SWEEP_INTERVAL)(self.sweep_closed)
-        self.recovered_at = time.time()  # wall time the state was last recovered
+        self.recovered_at = time.time()  # markers age from here at the earliest
+        self.recoveries = 0  # state recoveries of this worker process
+        self.revoked_at: float | None = None  # wall time of the last revocation
+        self.app.on_partitions_revoked.connect(self.note_revoked)  # type: ignore[arg-type]
+
+    async def note_revoked(self, sender: Any, revoked: Any, **_: Any) -> None:
+        self.revoked_at = time.time()
+
+    def note_recovered(self) -> None:
+        """The state is whole again: from when closed markers age (closing.serving_since)."""
+        since = self.recovered_at if self.recoveries else None
+        self.recovered_at = serving_since(since, self.revoked_at, time.time())
+        self.recoveries += 1
 
     # -- bounded state: closed cases are forgotten after the horizon --------------------------
 

@@ -39,6 +39,7 @@ from services.runtime.processes import ALIVE, GONE, process_alive, stop_process,
 from services.runtime.settings import Settings
 from services.runtime.topology import (
     PARTITIONS,
+    assignor_topics,
     changelog_topics,
     service_names,
     topic_partitions,
@@ -141,7 +142,11 @@ def up(
     asyncio.run(
         ensure_topics(
             bootstrap_of(url),
-            {**topic_partitions(catalog, topics), **dict.fromkeys(changelogs, PARTITIONS)},
+            {
+                **topic_partitions(catalog, topics),
+                **dict.fromkeys(changelogs, PARTITIONS),
+                **dict.fromkeys(assignor_topics(catalog), 1),
+            },
             compacted=changelogs,
         )
     )

@@ -118,6 +118,15 @@ def changelog_topics(catalog: Catalog, topics: Topics) -> list[str]:
     return names
 
 
+def assignor_topics(catalog: Catalog) -> list[str]:
+    """Every service's Faust leader-assignor topic (one partition).  Faust creates it
+    itself, after its consumer has joined; a group leader whose assignment saw the topic
+    missing rejoined at its first periodic metadata refresh (5 minutes: the Kafka soaks of
+    2026-12-02 and 12-03, several groups rebalancing at once).  ``govflow up`` creates them
+    beforehand, with the changelogs."""
+    return [f"govflow-{service}-__assignor-__leader" for service in service_names(catalog)]
+
+
 def topic_partitions(catalog: Catalog, topics: Topics) -> dict[str, int]:
     """Every topic the twin uses, with its partitions (the control topic has one)."""
     return {t: 1 if t == topics.control else PARTITIONS for t in topics.all(catalog)}

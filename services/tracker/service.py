@@ -63,7 +63,7 @@ class TrackerService(Service):
         self.inputs_agent = app.agent(self.input_topic, name="tracker-inputs")(self.process_inputs)
 
     async def on_tables_recovered(self) -> None:
-        self.recovered_at = time.time()
+        self.note_recovered()
         self.synced = True
 
     def case_state(self) -> tuple[Any, Any] | None:

@@ -333,14 +333,21 @@ async def test_a_clock_outside_the_calendar_does_not_stop_the_metrics_timer(tmp_
 
 
 def test_up_creates_the_changelog_of_every_table_each_service_keeps(tmp_path):
-    """`govflow up` pre-creates the changelogs: the list must be exactly the tables the
-    services create (a missing one is created by Faust in a race with its own agents)."""
+    """`govflow up` pre-creates the changelogs and the leader-assignor topics: the lists
+    must be exactly the topics the services' Faust apps create (a missing one is created
+    by Faust in a race with its own consumer)."""
     from services.core.topics import Topics
-    from services.runtime.topology import changelog_topics, keeping_of, service_names
+    from services.runtime.topology import (
+        assignor_topics,
+        changelog_topics,
+        keeping_of,
+        service_names,
+    )
     from services.tracker.service import TrackerService
 
     catalog = default_catalog()
     made: list[str] = []
+    leaders: list[str] = []
     for name in service_names(catalog):
         settings = Settings(data_dir=tmp_path / name)
         if name == "tracker":
@@ -350,7 +357,9 @@ def test_up_creates_the_changelog_of_every_table_each_service_keeps(tmp_path):
                 name, settings, "kafka://127.0.0.1:9", catalog, keeping_of(name)
             )
         made.extend(t.changelog_topic.get_topic_name() for t in service.app.tables.values())
+        leaders.append(service.app._leader_assignor._leader_topic_name)  # type: ignore[attr-defined]
     assert sorted(made) == sorted(changelog_topics(catalog, Topics()))
+    assert sorted(leaders) == sorted(assignor_topics(catalog))
     # one changelog per department: all its kinds of state share it (units land whole)
     assert "govflow-property-state-changelog" in made
     assert not any(t.endswith(("-units-changelog", "-pending-changelog")) for t in made)

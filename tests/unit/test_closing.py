@@ -10,7 +10,7 @@ import pytest
 from faust.types import TP
 
 from services.core.catalog import default_catalog
-from services.core.closing import closed_at, closed_marker, expired
+from services.core.closing import closed_at, closed_marker, expired, serving_since
 from services.core.department import CaseRecord, DepartmentRules
 from services.core.events import verdict_id
 from services.core.scenario import load_scenario
@@ -33,6 +33,19 @@ def test_a_marker_expires_after_the_horizon_counted_from_the_last_recovery():
     assert not expired(marker, 1000.0 + 450, 300, since=1200.0)
     assert expired(marker, 1200.0 + 301, 300, since=1200.0)
     assert not expired({"seen": ["e"]}, 10**9, 1)  # an open case never expires
+
+
+def test_a_rebalance_pauses_the_markers_ageing_and_does_not_restart_it():
+    # the first recovery of a worker (a start, maybe after a crash): from now
+    assert serving_since(None, None, 5000.0) == 5000.0
+    assert serving_since(None, 4990.0, 5000.0) == 5000.0
+    # a rebalance 4 s long in a live worker recovered at 1000: ageing resumes 4 s later
+    since = serving_since(1000.0, 5000.0, 5004.0)
+    assert since == 1004.0
+    marker = closed_marker(900.0)
+    assert expired(marker, 1004.0 + 301, 300, since=since)  # forgotten: not held forever
+    assert not expired(marker, 1004.0 + 299, 300, since=since)
+    assert serving_since(1000.0, 5000.0, 4999.0) == 1000.0  # a clock step back: no shift
 
 
 @pytest.fixture(scope="module")
@@ -140,3 +153,21 @@ def test_the_schedule_knows_which_cases_still_have_work_planned():
     assert schedule.has_pending("xinzhou|m-0000002")
     schedule.rebuild()
     assert schedule.by_case == {"xinzhou|m-0000002": {f"xinzhou|{other.key}"}}
+
+
+async def test_a_rebalance_in_a_live_worker_does_not_restart_the_horizon(property_service):
+    """The department's recovery callback: the first recovery counts from now, a later
+    one (after a revocation) moves the markers' start on by the pause only."""
+    import time
+
+    service = property_service
+    with patch.object(service.app.assignor, "assigned_actives", return_value=set()):
+        before = time.time()
+        service.recoveries = 0
+        await service.on_tables_recovered()
+        assert service.recovered_at >= before and service.recoveries == 1
+        service.recovered_at = 1000.0
+        await service.note_revoked(None, set())
+        service.revoked_at = time.time() - 2.0  # the rebalance took two seconds
+        await service.on_tables_recovered()
+    assert 1002.0 <= service.recovered_at < 1003.0
