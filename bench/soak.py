@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import sys
 import tempfile
@@ -98,8 +99,17 @@ def main() -> int:
     parser.add_argument("--scenario", default=str(ROOT / "scenarios" / "soak.yaml"))
     parser.add_argument("--speed", type=float, default=8_640.0)
     parser.add_argument("--broker", choices=("embedded", "kafka"), default="embedded")
+    parser.add_argument(
+        "--horizon",
+        type=float,
+        default=120.0,
+        help="GOVFLOW_CLOSED_CASE_HORIZON_S of the workers: a closed case's marker is kept "
+        "this many wall seconds; short enough that forgetting reaches its steady state "
+        "in the first half of a ten-minute run",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the data dir")
     args = parser.parse_args()
+    os.environ["GOVFLOW_CLOSED_CASE_HORIZON_S"] = str(args.horizon)  # the workers inherit it
     data = Path(tempfile.mkdtemp(prefix="govflow-soak-"))
     env = {"GOVFLOW_DATA_DIR": str(data), "GOVFLOW_BROKER": args.broker}
     settings = Settings(data_dir=data, broker=args.broker)
@@ -169,6 +179,7 @@ def main() -> int:
         "broker": args.broker,
         "scenario": Path(args.scenario).name,
         "speed": args.speed,
+        "closed_case_horizon_s": args.horizon,
         "wall_seconds": round(wall, 1),
         "replay_exit": replay.returncode,
         "cases": system["cases_submitted"],
