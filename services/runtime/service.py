@@ -152,6 +152,8 @@ class Service:
                 highwater = consumer.highwater(tp)
             except Exception:  # not fetched yet
                 continue
+            if highwater is None:  # not fetched yet (aiokafka's answer until the first fetch)
+                continue
             position = read.get(tp)
             lag = highwater - (position + 1 if position is not None else 0)
             self.metrics.consumer_lag.labels(self.name, tp.topic, str(tp.partition)).set(

@@ -494,3 +494,26 @@ async def test_the_root_logger_gets_the_workers_level_back():
     finally:
         root.handlers[:] = saved_handlers
         root.setLevel(saved_level)
+
+
+def test_lag_of_a_partition_not_fetched_yet_is_left_unset(tmp_path):
+    """aiokafka's highwater is None until a partition's first fetch: no lag is computed
+    for it (it was a TypeError, and the metrics timer's one warning went to it)."""
+    from types import SimpleNamespace
+
+    from faust.types import TP
+
+    service = DepartmentService(
+        "tax", Settings(data_dir=tmp_path), "kafka://127.0.0.1:9", default_catalog()
+    )
+    fetched, unfetched = TP("govflow.submissions", 0), TP("govflow.submissions", 1)
+    consumer = SimpleNamespace(
+        _read_offset={fetched: 4},
+        assignment=lambda: {fetched, unfetched},
+        highwater=lambda tp: 10 if tp == fetched else None,
+    )
+    with patch.object(type(service.app), "consumer", new=consumer):
+        Service.refresh_gauges(service)
+    gauge = service.metrics.consumer_lag
+    assert gauge.labels("tax", "govflow.submissions", "0")._value.get() == 5
+    assert ("tax", "govflow.submissions", "1") not in gauge._metrics
