@@ -149,7 +149,7 @@ class Service:
             if not checked(tp.topic):  # a changelog is read only while recovering
                 continue
             try:
-                highwater = consumer.highwater(tp)
+                highwater: int | None = consumer.highwater(tp)  # None until fetched
             except Exception:  # not fetched yet
                 continue
             if highwater is None:  # not fetched yet (aiokafka's answer until the first fetch)
