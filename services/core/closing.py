@@ -31,8 +31,9 @@ def closed_at(data: Any) -> float | None:
 
 def expired(data: Any, now: float, horizon: float, since: float = 0.0) -> bool:
     """A closed marker older than ``horizon`` seconds at wall time ``now``, counted from
-    ``since`` at the earliest (when the worker's state was last recovered: after an
-    outage the redelivered events come first, and their markers must still be there)."""
+    ``since`` at the earliest (:func:`serving_since`: the worker's start, moved on by
+    rebalances; after an outage the redelivered events come first, and their markers must
+    still be there)."""
     at = closed_at(data)
     return at is not None and now - max(at, since) > horizon
 

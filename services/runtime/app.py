@@ -11,7 +11,7 @@ from faust.tables.table import Table
 
 from services.runtime import flush, offsets
 from services.runtime.settings import Settings
-from services.runtime.topology import PARTITIONS
+from services.runtime.topology import PARTITIONS, app_id
 
 _PARTITIONER = DefaultPartitioner()
 
@@ -50,7 +50,7 @@ def make_app(service: str, settings: Settings, broker_url: str) -> faust.App:
     datadir = settings.data_dir / "faust" / service
     datadir.parent.mkdir(parents=True, exist_ok=True)
     app = faust.App(
-        f"govflow-{service}",
+        app_id(service),
         broker=broker_url,
         store="memory://",
         processing_guarantee=settings.processing_guarantee,

@@ -85,7 +85,8 @@ class Settings(BaseSettings):
         gt=0,
         description="Wall seconds a service keeps the marker of a case it is done with "
         "(to drop its late duplicates) before forgetting it; counted from the worker's "
-        "last recovery at the earliest. Bounds the state a service keeps.",
+        "start at the earliest, a rebalance pausing it (services.core.closing). Bounds the "
+        "state a service keeps.",
     )
 
     backfill_working_days: float = Field(

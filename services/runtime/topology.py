@@ -102,9 +102,14 @@ TRACKER_TABLES = ("cases",)
 STATE_TABLE = "state"
 
 
+def app_id(service: str) -> str:
+    """A service's Faust app id: its consumer group and the prefix of its own topics."""
+    return f"govflow-{service}"
+
+
 def changelog_topic(service: str, table: str) -> str:
-    """The changelog Faust keeps a service's table in (app id ``govflow-<service>``)."""
-    return f"govflow-{service}-{table}-changelog"
+    """The changelog Faust keeps a service's table in."""
+    return f"{app_id(service)}-{table}-changelog"
 
 
 def changelog_topics(catalog: Catalog, topics: Topics) -> list[str]:
@@ -124,7 +129,7 @@ def assignor_topics(catalog: Catalog) -> list[str]:
     missing rejoined at its first periodic metadata refresh (5 minutes: the Kafka soaks of
     2026-12-02 and 12-03, several groups rebalancing at once).  ``govflow up`` creates them
     beforehand, with the changelogs."""
-    return [f"govflow-{service}-__assignor-__leader" for service in service_names(catalog)]
+    return [f"{app_id(service)}-__assignor-__leader" for service in service_names(catalog)]
 
 
 def topic_partitions(catalog: Catalog, topics: Topics) -> dict[str, int]:
