@@ -24,14 +24,19 @@ record, the one after it.  Faust's own ``_read_offset`` holds both "sought to" a
 "read last", so the adapter keeps which partitions were sought since their last record.
 That closes the hole of the first version of this rule: a skip of exactly the record
 sought (Faust drops fetched records when the flow stops or the generation changes
-mid-batch, and the position stays past them).  Where Faust has no offset at all (None:
-nothing committed, a seek to 0, or a committed offset that could not be fetched) the
-expected offset is the client's own position right after the seek (where it will fetch
-from: the committed offset if it knew one, else the log start), read once; only if
-that fails too is the record delivered unchecked.  Tansu, final code without this (run
-6 of 10, 47 lost): after property's restart Faust had no committed offset for the
-``dept.tax`` partitions, dropped its first fetched records, and a contiguous block of
-tax clearances on every partition was never handled.
+mid-batch, and the position stays past them).
+
+Where nothing is committed (Faust's None: the coordinator answered no offset, or 0),
+aiokafka's ``seek_to_committed`` does not seek at all: the client fetches on from
+wherever it stood — past any records Faust fetched and dropped.  So the adapter seeks
+such a partition to its log start itself (what ``auto_offset_reset="earliest"`` means
+for a group with no commit), and expects that offset.  Two earlier rules failed here:
+"None is not known, deliver unchecked" (48e17ac; Tansu run 6 of 10, 47 lost) and
+"expect the client's position read after the seek" (07c0ddc; Apache Kafka runs 7 and 8
+of 10 on 7c5c191, 70 and 8 lost: after property's restart with nothing committed on
+``dept.tax``, contiguous blocks of tax clearances on six partitions were never handled —
+the position read was already past them).  Starting at the log start re-reads what was
+handled but not yet committed; the handlers drop those redeliveries (at-least-once).
 
 :class:`ContiguousConsumer` is the thin Faust adapter; :func:`install` puts it into an app.
 """
@@ -74,23 +79,36 @@ def expected_offset(read_offset: int | None, sought: bool) -> int | None:
     return read_offset if sought else read_offset + 1
 
 
-def expected_after(read_offset: int | None, sought: bool, position: int | None) -> int | None:
-    """:func:`expected_offset`, with the client's ``position`` taken right after a seek
-    standing in for an offset Faust does not have."""
+def expected_after(read_offset: int | None, sought: bool, sought_to: int | None) -> int | None:
+    """:func:`expected_offset`, with the offset the adapter itself sought to standing in
+    for the None Faust keeps after a seek to 0 (or to a log start it does not know)."""
     if read_offset is None and sought:
-        read_offset = position
+        read_offset = sought_to
     return expected_offset(read_offset, sought)
 
 
-async def client_positions(consumer: Any, partitions: list[Any]) -> dict[Any, int]:
-    """Where the client will fetch each partition from (nothing committed, or the
-    committed offset not fetched: the committed offset it knows, else the log start);
-    a partition whose position cannot be read is left out (its records go unchecked)."""
-    found = {}
-    for tp in partitions:
-        with contextlib.suppress(Exception):
-            found[tp] = await consumer.position(tp)
+def uncommitted(read_offset: dict[Any, int | None]) -> list[Any]:
+    """The checked partitions Faust has no offset for after ``perform_seek``: nothing
+    committed (or 0), so aiokafka did not seek them and the client's position is stale."""
+    return [tp for tp, offset in read_offset.items() if offset is None and checked(tp.topic)]
+
+
+async def log_starts(consumer: Any, partitions: list[Any]) -> dict[Any, int]:
+    """Each partition's first offset in the log; 0 where the broker did not answer (a seek
+    out of range lands on the log start, and the rule accepts that gap as retention's)."""
+    found: dict[Any, int] = dict.fromkeys(partitions, 0)
+    with contextlib.suppress(Exception):
+        answered = await consumer.earliest_offsets(*partitions)
+        found.update({tp: int(o) for tp, o in answered.items() if tp in found and o is not None})
     return found
+
+
+async def seek_to_log_start(consumer: Any, partitions: list[Any]) -> None:
+    """Seek ``partitions`` (nothing committed) to where their logs begin."""
+    if partitions:
+        starts = await log_starts(consumer, partitions)
+        for tp in partitions:
+            await consumer.seek(tp, starts[tp])
 
 
 @dataclass
@@ -163,36 +181,34 @@ def consumer_class(base: type) -> type:
                 found = self.__dict__["_govflow_sought"] = set()
             return found
 
-        def _positions(self) -> dict[Any, int]:
-            """Where the client stood right after a seek that left Faust no offset."""
-            found: dict[Any, int] | None = self.__dict__.get("_govflow_positions")
+        def _sought_to(self) -> dict[Any, int]:
+            """Where each sought partition was sought to (Faust keeps None for 0)."""
+            found: dict[Any, int] | None = self.__dict__.get("_govflow_sought_to")
             if found is None:
-                found = self.__dict__["_govflow_positions"] = {}
+                found = self.__dict__["_govflow_sought_to"] = {}
             return found
 
         async def seek(self, partition: Any, offset: int) -> None:
             await super().seek(partition, offset)
             self._sought().add(partition)
-            self._positions()[partition] = offset  # Faust keeps None for 0
+            self._sought_to()[partition] = offset
 
         async def perform_seek(self) -> None:
             await super().perform_seek()
-            sought, positions = self._sought(), self._positions()
-            sought.update(self._read_offset.keys())
-            unknown = [tp for tp, o in self._read_offset.items() if o is None and checked(tp.topic)]
-            positions.update(await client_positions(self, unknown))
+            self._sought().update(self._read_offset.keys())
+            await seek_to_log_start(self, uncommitted(self._read_offset))
 
         async def getmany(self, timeout: float) -> AsyncIterator[tuple[Any, Any]]:
-            rule, sought, positions = self.offsets, self._sought(), self._positions()
+            rule, sought, sought_to = self.offsets, self._sought(), self._sought_to()
             rule.new_batch()
             async for tp, message in super().getmany(timeout):
                 expected = expected_after(
-                    self._read_offset.get(tp), tp in sought, positions.get(tp)
+                    self._read_offset.get(tp), tp in sought, sought_to.get(tp)
                 )
                 verdict = rule.verdict(tp.topic, tp.partition, message.offset, expected)
                 if verdict is Verdict.DELIVER:
                     sought.discard(tp)
-                    positions.pop(tp, None)
+                    sought_to.pop(tp, None)
                     yield tp, message
                 elif verdict is Verdict.REWIND:
                     await self.seek(tp, rule.rewind_to(tp.topic, tp.partition))

@@ -107,7 +107,8 @@ class FakeFaustConsumer:
         self.committed = committed
         self._read_offset: dict[TP, int | None] = defaultdict(lambda: None)
         self.sought: list[tuple[TP, int]] = []
-        self.positions: dict[TP, int] = {}  # the client's own fetch positions
+        self.log_starts: dict[TP, int] = {}  # first offset in each partition's log
+        self.log_starts_answer = True  # False: the broker does not answer ListOffsets
 
     async def getmany(self, timeout: float) -> AsyncIterator[tuple[TP, Record]]:
         for tp, record in self.batches.pop(0):
@@ -121,8 +122,10 @@ class FakeFaustConsumer:
     async def perform_seek(self) -> None:  # as Faust's: the read offsets := committed
         self._read_offset.update(self.committed)
 
-    async def position(self, tp: TP) -> int:
-        return self.positions[tp]
+    async def earliest_offsets(self, *partitions: TP) -> dict[TP, int]:
+        if not self.log_starts_answer:
+            raise ConnectionError("ListOffsets timed out")
+        return {tp: self.log_starts.get(tp, 0) for tp in partitions}
 
 
 def drain(consumer: Any, fetches: int) -> list[int]:
@@ -223,24 +226,42 @@ def test_a_rewind_and_an_accepted_gap_log_the_lines_the_chaos_bench_counts(caplo
     assert text.count(offsets.JUMPED) == 1 and text.count(offsets.NOT_IN_LOG) == 1
 
 
-def test_with_no_offset_known_the_clients_position_is_expected():
-    """Tansu, 48e17ac, run 6 (47 lost): no committed offset came back for dept.tax[11],
-    the client stood at 16, Faust dropped 16..27: the first record seen was 28."""
-    p11 = TP("govflow.dept.tax", 11)
+def test_with_nothing_committed_the_consumer_starts_at_the_log_start():
+    """Apache Kafka, 7c5c191, run 8 (8 lost): property restarted with nothing committed on
+    dept.tax[4]; aiokafka did not seek, the client stood past 2..13 that Faust had fetched
+    and dropped, and the first record seen was 14.  The adapter seeks to the log start
+    itself, so the stale fetch is rewound and 0..16 are all delivered in order."""
+    p4 = TP("govflow.dept.tax", 4)
     consumer = contiguous_consumer(
-        [[(p11, Record(28)), (p11, Record(29))], [(p11, Record(o)) for o in range(16, 31)]],
-        {p11: None},
+        [[(p4, Record(14)), (p4, Record(15))], [(p4, Record(o)) for o in range(0, 17)]],
+        {p4: None},
     )
-    consumer.positions = {p11: 16}
-    assert drain(consumer, 2) == list(range(16, 31))
-    assert consumer.sought == [(p11, 16)]
+    assert drain(consumer, 2) == list(range(0, 17))
+    assert consumer.sought[0] == (p4, 0)  # perform_seek's own seek to the log start
 
 
-def test_with_no_offset_known_a_correct_position_is_not_rewound():
-    """The Kafka soak on 2e92627: committed offsets not fetched in a rebalance storm,
-    the client at the right place (170): nothing is rewound to 0."""
+def test_with_nothing_committed_a_log_start_moved_by_retention_is_expected():
     p2 = TP(SUBMISSIONS, 2)
-    consumer = contiguous_consumer([[(p2, Record(o)) for o in range(170, 175)]], {p2: None})
-    consumer.positions = {p2: 170}
+    consumer = contiguous_consumer([[(p2, Record(o)) for o in range(40, 45)]], {p2: None})
+    consumer.log_starts = {p2: 40}
+    assert drain(consumer, 1) == list(range(40, 45))
+    assert consumer.sought == [(p2, 40)]  # no rewind: 40 is where the log begins
+
+
+def test_with_nothing_committed_and_no_log_start_answer_offset_zero_is_expected():
+    """The broker does not answer ListOffsets: expect 0; a record past it is rewound to 0
+    once, and what the seek brings back (the log start) is accepted as retention's gap."""
+    p2 = TP(SUBMISSIONS, 2)
+    consumer = contiguous_consumer(
+        [[(p2, Record(50))], [(p2, Record(o)) for o in range(40, 43)]], {p2: None}
+    )
+    consumer.log_starts_answer = False
+    assert drain(consumer, 2) == list(range(40, 43))
+    assert consumer.sought == [(p2, 0), (p2, 0)]
+
+
+def test_a_committed_offset_is_not_replaced_by_the_log_start():
+    p2 = TP(SUBMISSIONS, 2)
+    consumer = contiguous_consumer([[(p2, Record(o)) for o in range(170, 175)]], {p2: 170})
     assert drain(consumer, 1) == list(range(170, 175))
-    assert consumer.sought == []
+    assert consumer.sought == []  # aiokafka sought it; the adapter adds no seek
