@@ -114,13 +114,42 @@ def generate_demand(scenario: Scenario, seed: int) -> dict[str, MatterArrivals]:
             p.append(1 - sum(p))
             segment = rng.choice(len(p), size=len(submitted), p=p)
             segment[segment == len(demand.segments)] = -1
-        unit = UNITS_PER_MATTER * matter_index[matter_id] + np.arange(len(submitted))
+        unit = _units(scenario, seed, matter_id, county, shares)
+        if unit is None:
+            unit = UNITS_PER_MATTER * matter_index[matter_id] + np.arange(len(submitted))
         out[matter_id] = MatterArrivals(matter_id, submitted, county, segment, unit)
     return _seize_transfers(scenario, seed, out)
 
 
 #: Unit numbers: each matter's cases get their own range (a case's own unit).
 UNITS_PER_MATTER = 10**7
+#: Numbers per housing stock (they follow every matter's own range)
+UNITS_PER_STOCK = 10**6
+
+
+def county_stock(units: int, shares: np.ndarray) -> np.ndarray:
+    """Each county's share of a stock of ``units`` (by demand share, at least one)."""
+    return np.maximum(1, np.rint(units * shares)).astype(np.int64)
+
+
+def _units(
+    scenario: Scenario, seed: int, matter_id: str, county: np.ndarray, shares: np.ndarray
+) -> np.ndarray | None:
+    """The units of a matter's cases drawn from its housing stock (None: it has none).
+    A stream of its own, so a stock changes no other draw of the matter."""
+    found = scenario.housing_stock(matter_id)
+    if found is None:
+        return None
+    index, stock = found
+    sizes = county_stock(stock.units, shares)
+    if sizes.sum() > UNITS_PER_STOCK:
+        raise ValueError(f"housing[{index}].units: at most {UNITS_PER_STOCK:,} units a stock")
+    base = UNITS_PER_MATTER * len(scenario.demand) + index * UNITS_PER_STOCK
+    first = base + np.concatenate(([0], np.cumsum(sizes)[:-1]))
+    rng = np.random.Generator(np.random.PCG64(stream_seed(seed, "housing", matter_id)))
+    return first[county] + (rng.random(len(county)) * sizes[county]).astype(np.int64)
+
+
 TRANSFERS = ("linked_transfer", "property_transfer")
 SEIZURES = "seizure_registration"
 

@@ -13,6 +13,7 @@ taken for a new event: the horizon must exceed the longest outage a worker recov
 
 from __future__ import annotations
 
+from collections.abc import Hashable
 from typing import Any
 
 CLOSED = "closed"
@@ -51,3 +52,16 @@ def serving_since(since: float | None, revoked_at: float | None, now: float) -> 
     if since is None or revoked_at is None:
         return now
     return since + max(0.0, now - revoked_at)
+
+
+#: How many ended cases a unit's entry remembers (newest last): the register's
+#: ended transfers, tax's deed-tax clearances: enough to drop a late
+#: redelivery of any of them — redeliveries come within the closed-case horizon, and no
+#: unit is transferred that often within it — while a unit of a finite housing stock,
+#: transferred again and again over the years, keeps a bounded entry.
+CLOSED_KEPT = 16
+
+
+def remember(closed: tuple[Hashable, ...], case: Hashable) -> tuple[Hashable, ...]:
+    """``closed`` with ``case`` appended, the oldest beyond :data:`CLOSED_KEPT` forgotten."""
+    return (*closed, case)[-CLOSED_KEPT:]

@@ -226,6 +226,22 @@ class Faults(_Model):
     retry: RetryPolicy = RetryPolicy()
 
 
+class HousingStock(_Model):
+    """Units in the property register that the cases of ``matters`` draw from.
+
+    Without a stock every case of a register matter has a unit of its own, so the
+    register (and tax's deed-tax records) gain one entry per case for ever; a city's
+    register holds its housing stock, and a transfer, mortgage or seizure is of one of
+    those units.  ``units`` is the city's stock, split among the counties by their
+    demand shares; each case draws its unit uniformly from its county's share.  A
+    matter may draw from one stock only; linked transfers (联动过户) need a stock of
+    their own, since a plain transfer of a linked unit would leave its utility accounts
+    behind its owner — a mismatch the ledger's audit counts as a saga failure."""
+
+    units: int = Field(gt=0)
+    matters: tuple[str, ...] = Field(min_length=1)
+
+
 class ProcessVariant(_Model):
     """Another step graph for a matter (e.g. the 2020 serial process with more steps)."""
 
@@ -246,6 +262,7 @@ class Scenario(_Model):
     timing: dict[str, dict[str, StepTiming]]
     process: dict[str, ProcessVariant] = Field(default_factory=dict)
     faults: Faults = Faults()
+    housing: tuple[HousingStock, ...] = ()
 
     _hours = field_validator("office_hours", mode="before")(_parse_hours)
 
@@ -263,6 +280,7 @@ class Scenario(_Model):
                     f"demand.{matter_id}.profile: unknown profile {demand.profile!r} "
                     f"(known: {', '.join(sorted(self.profiles)) or 'none'}, flat)"
                 )
+        self._check_housing()
         seizures = self.demand.get("seizure_registration")
         if self.faults.seizure_rate > 0 and (seizures is None or seizures.per_year <= 0):
             raise ValueError(
@@ -272,6 +290,30 @@ class Scenario(_Model):
         if catalog is not None:
             self._check_against(catalog)
         return self
+
+    def _check_housing(self) -> None:
+        drawn: dict[str, int] = {}
+        for i, stock in enumerate(self.housing):
+            for matter_id in stock.matters:
+                if matter_id in drawn:
+                    raise ValueError(
+                        f"housing[{i}].matters: {matter_id} already draws from "
+                        f"housing[{drawn[matter_id]}]; a matter draws from one stock"
+                    )
+                drawn[matter_id] = i
+            linked = "linked_transfer" in stock.matters
+            if linked and len(stock.matters) > 1:
+                raise ValueError(
+                    f"housing[{i}].matters: linked_transfer needs a stock of its own "
+                    "(a plain transfer would leave a linked unit's utility accounts behind)"
+                )
+
+    def housing_stock(self, matter_id: str) -> tuple[int, HousingStock] | None:
+        """The stock ``matter_id`` draws its units from, with its index."""
+        for i, stock in enumerate(self.housing):
+            if matter_id in stock.matters:
+                return i, stock
+        return None
 
     def _check_against(self, catalog: Catalog) -> None:
         departments = {d.id for d in catalog.departments}
@@ -292,6 +334,10 @@ class Scenario(_Model):
             for county in staffing.clerks:
                 if county != "default" and county not in catalog.county_ids:
                     raise ValueError(f"departments.{dept}.clerks.{county}: unknown county")
+        for i, stock in enumerate(self.housing):
+            for matter_id in stock.matters:
+                if matter_id not in {m.id for m in catalog.matters}:
+                    raise ValueError(f"housing[{i}].matters: unknown matter {matter_id!r}")
         for matter_id in (*self.demand, *self.timing, *self.process):
             try:
                 catalog.matter(matter_id)

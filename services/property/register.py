@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from services.core.catalog import StepEffect
+from services.core.closing import remember
 from services.core.units import original_owner
 from services.core.walk import ACCEPTED, Decision, Subject
 
@@ -154,7 +155,7 @@ class UnitRegister:
             state.owner = new_owner
         state.transferred_by = case
         state.locked_by = None
-        state.closed += (case,)
+        state.closed = remember(state.closed, case)
         self.units[code] = state
         return Decision(True, released=True)
 
@@ -163,7 +164,7 @@ class UnitRegister:
         state = self.unit(code)
         if state.locked_by == case:
             state.locked_by = None
-            state.closed += (case,)
+            state.closed = remember(state.closed, case)
             self.units[code] = state
             return True
         return False

@@ -20,6 +20,7 @@ from collections.abc import Hashable, MutableMapping
 from typing import Any
 
 from services.core.catalog import StepEffect
+from services.core.closing import remember
 from services.core.walk import ACCEPTED, Decision, Subject
 
 
@@ -41,7 +42,7 @@ class DeedTax:
             raise ValueError(f"case {subject.case}: a deed-tax clearance needs the unit code")
         done = self.cleared.get(subject.unit, ())
         if subject.case not in done:
-            self.cleared[subject.unit] = (*done, subject.case)
+            self.cleared[subject.unit] = remember(done, subject.case)
         return ACCEPTED
 
     def release(self, department: str, subject: Subject) -> bool:
