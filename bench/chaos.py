@@ -199,6 +199,21 @@ def kill_broker(settings: Settings, outputs: Outputs, started: float) -> dict:
     }
 
 
+def offset_guard_lines(logs: Path) -> tuple[dict[str, int], dict[str, int]]:
+    """Per worker log: how often the consumer's position jumped ahead and was rewound, and
+    how often records fetched but never handled were read again
+    (services/runtime/offsets.py)."""
+    rewinds: dict[str, int] = {}
+    rereads: dict[str, int] = {}
+    for log_file in sorted(logs.glob("*.log")):
+        text = log_file.read_text(errors="replace")
+        if jumps := text.count(offsets.JUMPED) + text.count(offsets.NOT_IN_LOG):
+            rewinds[log_file.stem] = jumps
+        if stranded := text.count(offsets.STRANDED):
+            rereads[log_file.stem] = stranded
+    return rewinds, rereads
+
+
 def one_run(args: argparse.Namespace, number: int) -> dict[str, Any]:
     data = Path(tempfile.mkdtemp(prefix="govflow-chaos-"))
     env = {"GOVFLOW_DATA_DIR": str(data), "GOVFLOW_BROKER": args.broker}
@@ -258,13 +273,7 @@ def one_run(args: argparse.Namespace, number: int) -> dict[str, Any]:
         for p in load:
             p.kill()
     workers = [k for k in kills if k["service"] != "broker"]
-    # the consumer's position jumping ahead (services/runtime/offsets.py rewinds it)
-    rewinds: dict[str, int] = {}
-    for log_file in sorted((data / "logs").glob("*.log")):
-        text = log_file.read_text(errors="replace")
-        jumps = text.count(offsets.JUMPED) + text.count(offsets.NOT_IN_LOG)
-        if jumps:
-            rewinds[log_file.stem] = jumps
+    rewinds, rereads = offset_guard_lines(data / "logs")
     recovered = all(k["late_s"] is not None and k["late_s"] <= RECOVERY_GOAL_S for k in workers)
     result: dict[str, Any] = {
         "run": number,
@@ -274,6 +283,7 @@ def one_run(args: argparse.Namespace, number: int) -> dict[str, Any]:
         "recovery": kills,
         "recovered_within_5s": recovered,
         "position_jumps_rewound": rewinds,
+        "stranded_reread": rereads,
         "goal_met": counts.get("lost") == 0
         and counts.get("duplicates") == 0
         and len(kills) == len(VICTIMS) + (1 if args.kill_broker else 0),

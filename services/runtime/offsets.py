@@ -38,6 +38,22 @@ of 10 on 7c5c191, 70 and 8 lost: after property's restart with nothing committed
 the position read was already past them).  Starting at the log start re-reads what was
 handled but not yet committed; the handlers drop those redeliveries (at-least-once).
 
+Faust can also leave records behind *without* any later record showing a jump: it drops
+the rest of a fetched batch when the flow stops or the generation changes mid-batch, it
+skips fetched records of a partition that is no longer active, it sets the read offset
+of a record whose delivery a suspended flow cancelled, and a commit that fails after
+``_new_offset`` trimmed the acknowledged offsets leaves the commit stuck.  When such
+records are the last of their partition (the tax clearances at the tail of a
+``dept.tax`` partition in Kafka runs 3 and 6 of 10 on 924a5c7: the property group's
+commit stuck at 1, 85 and 74 cases locked) nothing comes after them to trip the rule
+above.  :class:`StrandedRecords` closes that: every few seconds, at the start of a fetch
+(no batch in flight), each active partition's client position is compared with its first
+offset neither acknowledged nor in flight; records below the position that are neither,
+seen so twice in a row, are *stranded* and read again from the first of them.  And the
+commit never passes an unacknowledged record: Faust's ``_new_offset`` commits past the
+record at the committed offset when only the ones after it are acknowledged (its test is
+off by one, and skipped when 0 is committed) — a crash then loses that record.
+
 :class:`ContiguousConsumer` is the thin Faust adapter; :func:`install` puts it into an app.
 """
 
@@ -46,7 +62,8 @@ from __future__ import annotations
 import contextlib
 import enum
 import logging
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Collection, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -55,6 +72,12 @@ log = logging.getLogger(__name__)
 #: What the log says when the guard fires (``bench/chaos.py`` counts these lines)
 JUMPED = "the consumer jumped to"
 NOT_IN_LOG = "are not in the log"
+STRANDED = "were fetched and never handled"
+
+#: How often (seconds) the consumer looks for stranded records
+STRANDED_CHECK_INTERVAL = 2.0
+#: Reads of one stranded offset before the consumer gives up on it (with an error)
+MAX_REREADS = 3
 
 
 class Verdict(enum.Enum):
@@ -103,12 +126,12 @@ async def log_starts(consumer: Any, partitions: list[Any]) -> dict[Any, int]:
     return found
 
 
-async def seek_to_log_start(consumer: Any, partitions: list[Any]) -> None:
-    """Seek ``partitions`` (nothing committed) to where their logs begin."""
-    if partitions:
-        starts = await log_starts(consumer, partitions)
-        for tp in partitions:
-            await consumer.seek(tp, starts[tp])
+async def seek_to_log_start(consumer: Any, partitions: list[Any]) -> dict[Any, int]:
+    """Seek ``partitions`` (nothing committed) to where their logs begin; those offsets."""
+    starts = await log_starts(consumer, partitions) if partitions else {}
+    for tp in partitions:
+        await consumer.seek(tp, starts[tp])
+    return starts
 
 
 @dataclass
@@ -168,52 +191,253 @@ class ContiguousOffsets:
         return self.rewinding[(topic, partition)]
 
 
-def consumer_class(base: type) -> type:
-    """``base`` (Faust's aiokafka consumer) whose fetches go through the offsets rule."""
+def first_unacked(
+    committed: int, acked: Collection[int], gaps: Iterable[tuple[int, int]] = ()
+) -> int:
+    """The first offset at or after ``committed`` (the next offset the group would read)
+    that is neither acknowledged nor inside an accepted gap ``[begin, end)``."""
+    spans = sorted(gaps)
+    offset = committed
+    while True:
+        if offset in acked:
+            offset += 1
+            continue
+        inside = next((end for begin, end in spans if begin <= offset < end), None)
+        if inside is None:
+            return offset
+        offset = inside
 
-    class ContiguousConsumer(base):
-        offsets = ContiguousOffsets()
 
-        def _sought(self) -> set[Any]:
-            """The partitions sought since their last delivered record."""
-            found: set[Any] | None = self.__dict__.get("_govflow_sought")
-            if found is None:
-                found = self.__dict__["_govflow_sought"] = set()
-            return found
+@dataclass
+class StrandedRecords:
+    """Per partition: records below the client's position that are neither acknowledged
+    nor in flight.  Seen with the same bounds on two checks in a row (nothing moved in
+    between), they were fetched and dropped: read them again."""
 
-        def _sought_to(self) -> dict[Any, int]:
-            """Where each sought partition was sought to (Faust keeps None for 0)."""
-            found: dict[Any, int] | None = self.__dict__.get("_govflow_sought_to")
-            if found is None:
-                found = self.__dict__["_govflow_sought_to"] = {}
-            return found
+    suspects: dict[tuple[str, int], tuple[int, int]] = field(default_factory=dict)
+    rereads: int = 0
+    #: per partition: the offset read again last, and how often in a row
+    repeated: dict[tuple[str, int], tuple[int, int]] = field(default_factory=dict)
+    given_up: int = 0
 
-        async def seek(self, partition: Any, offset: int) -> None:
-            await super().seek(partition, offset)
-            self._sought().add(partition)
-            self._sought_to()[partition] = offset
-
-        async def perform_seek(self) -> None:
-            await super().perform_seek()
-            self._sought().update(self._read_offset.keys())
-            await seek_to_log_start(self, uncommitted(self._read_offset))
-
-        async def getmany(self, timeout: float) -> AsyncIterator[tuple[Any, Any]]:
-            rule, sought, sought_to = self.offsets, self._sought(), self._sought_to()
-            rule.new_batch()
-            async for tp, message in super().getmany(timeout):
-                expected = expected_after(
-                    self._read_offset.get(tp), tp in sought, sought_to.get(tp)
+    def observe(
+        self,
+        topic: str,
+        partition: int,
+        position: int | None,
+        unacked: int | None,
+        in_flight: bool,
+    ) -> int | None:
+        """The offset to read again from, or None.  ``position``: the client's next fetch
+        offset; ``unacked``: :func:`first_unacked`; ``in_flight``: a record of the
+        partition is being handled (delivered, not yet acknowledged)."""
+        key = (topic, partition)
+        if (
+            not checked(topic)
+            or in_flight
+            or position is None
+            or unacked is None
+            or unacked >= position
+        ):
+            self.suspects.pop(key, None)
+            return None
+        seen = (unacked, position)
+        if self.suspects.get(key) != seen:
+            self.suspects[key] = seen
+            return None
+        del self.suspects[key]
+        last, times = self.repeated.get(key, (None, 0))
+        times = times + 1 if last == unacked else 1
+        self.repeated[key] = (unacked, times)
+        if times > MAX_REREADS:
+            if times == MAX_REREADS + 1:
+                self.given_up += 1
+                log.error(
+                    f"%s[%d]: offset %d {STRANDED} after %d reads; not reading it again",
+                    topic,
+                    partition,
+                    unacked,
+                    MAX_REREADS,
                 )
-                verdict = rule.verdict(tp.topic, tp.partition, message.offset, expected)
-                if verdict is Verdict.DELIVER:
-                    sought.discard(tp)
-                    sought_to.pop(tp, None)
-                    yield tp, message
-                elif verdict is Verdict.REWIND:
-                    await self.seek(tp, rule.rewind_to(tp.topic, tp.partition))
+            return None
+        self.rereads += 1
+        log.warning(
+            f"%s[%d]: offsets %d..%d {STRANDED}; reading them again",
+            topic,
+            partition,
+            unacked,
+            position - 1,
+        )
+        return unacked
 
-    return ContiguousConsumer
+
+def commit_would_skip(head: int | None, acked: Collection[int]) -> bool:
+    """A commit now would pass the unacknowledged record at ``head`` (the committed
+    offset, or the log start sought to when nothing is committed): the first acknowledged
+    offset is after it."""
+    return head is not None and bool(acked) and min(acked) > head
+
+
+async def client_positions(consumer: Any, partitions: list[Any]) -> dict[Any, int]:
+    """The aiokafka client's next fetch offset of each partition that has one, read in
+    the consumer's thread ({} when it cannot be read: nothing is reread then)."""
+
+    async def read() -> dict[Any, int]:
+        subscription = consumer._thread._ensure_consumer()._subscription.subscription
+        found: dict[Any, int] = {}
+        if subscription is None:
+            return found
+        for tp in partitions:
+            with contextlib.suppress(Exception):
+                state = subscription.assignment.state_value(tp)
+                if state is not None and state.has_valid_position:
+                    found[tp] = state.position
+        return found
+
+    with contextlib.suppress(Exception):
+        positions: dict[Any, int] = await consumer._thread.call_thread(read)
+        return positions
+    return {}
+
+
+def in_flight(consumer: Any, partitions: list[Any]) -> set[Any]:
+    """Partitions with a record Faust is still handling: taken by a stream and not yet
+    acknowledged, or waiting in a stream's queue (Faust tracks a message only when the
+    stream takes it; a queue holds a topic's events, so all its partitions count), or
+    with no stream at all (nothing would handle a record read again)."""
+    busy = {m.tp for m in list(consumer._unacked_messages) if not m.acked}
+    channels_of = consumer.app.topics._tp_index
+    for tp in partitions:
+        channels = channels_of.get(tp)
+        queued = channels and any(
+            getattr(chan, "_queue", None) and chan._queue.qsize() for chan in channels
+        )
+        if not channels or queued:
+            busy.add(tp)
+    return busy
+
+
+def stranded_partitions(
+    consumer: Any, partitions: list[Any], positions: dict[Any, int]
+) -> list[tuple[Any, int]]:
+    """Partitions with stranded records (:class:`StrandedRecords`) and where to read them
+    again from, out of Faust's bookkeeping: committed offsets, acknowledged offsets,
+    accepted gaps, and the records it is still handling (:func:`in_flight`)."""
+    busy = in_flight(consumer, partitions)
+    found = []
+    for tp in partitions:
+        head = consumer._committed_head(tp)
+        gaps = [(span.begin, span.end) for span in consumer._gap.get(tp, ())]
+        unacked = (
+            None if head is None else first_unacked(head, consumer._acked_index.get(tp, ()), gaps)
+        )
+        offset = consumer.stranded.observe(
+            tp.topic, tp.partition, positions.get(tp), unacked, tp in busy
+        )
+        if offset is not None:
+            found.append((tp, offset))
+    return found
+
+
+#: Faust's consumer class, to mypy: the mixin below calls into it through ``super()``
+_FaustConsumer: Any = object
+
+
+class ContiguousConsumer(_FaustConsumer):
+    """The offsets rules around Faust's consumer: mixed in before it by
+    :func:`consumer_class` (its ``super()`` is Faust's)."""
+
+    offsets = ContiguousOffsets()
+    stranded = StrandedRecords()
+
+    def _kept(self, name: str, factory: Any) -> Any:
+        """Adapter state kept on the instance (Faust builds the consumer itself)."""
+        found = self.__dict__.get(name)
+        if found is None:
+            found = self.__dict__[name] = factory()
+        return found
+
+    def _sought(self) -> set[Any]:
+        """The partitions sought since their last delivered record."""
+        found: set[Any] = self._kept("_govflow_sought", set)
+        return found
+
+    def _sought_to(self) -> dict[Any, int]:
+        """Where each sought partition was sought to (Faust keeps None for 0)."""
+        found: dict[Any, int] = self._kept("_govflow_sought_to", dict)
+        return found
+
+    def _log_start(self) -> dict[Any, int]:
+        """Where the partitions with nothing committed were sought to: their log start,
+        standing in for the committed offset Faust keeps as None."""
+        found: dict[Any, int] = self._kept("_govflow_log_start", dict)
+        return found
+
+    async def seek(self, partition: Any, offset: int) -> None:
+        await super().seek(partition, offset)
+        self._sought().add(partition)
+        self._sought_to()[partition] = offset
+
+    async def perform_seek(self) -> None:
+        await super().perform_seek()
+        self._sought().update(self._read_offset.keys())
+        starts = await seek_to_log_start(self, uncommitted(self._read_offset))
+        self._log_start().update(starts)
+
+    def _committed_head(self, tp: Any) -> int | None:
+        committed: int | None = self._committed_offset.get(tp)
+        return committed if committed is not None else self._log_start().get(tp)
+
+    def _new_offset(self, tp: Any) -> int | None:
+        head, acked = self._committed_head(tp), self._acked.get(tp, ())
+        if checked(tp.topic) and not self._gap.get(tp) and commit_would_skip(head, acked):
+            return None  # the record at the committed offset is not handled yet
+        found: int | None = super()._new_offset(tp)
+        return found
+
+    async def reread_stranded(self) -> None:
+        """Seek back over records fetched and never handled (:class:`StrandedRecords`),
+        every :data:`STRANDED_CHECK_INTERVAL` seconds, between fetches, while the flow
+        runs and no commit is under way."""
+        now = time.monotonic()
+        if now < self.__dict__.get("_govflow_next_check", 0.0):
+            return
+        self.__dict__["_govflow_next_check"] = now + STRANDED_CHECK_INTERVAL
+        if not self.flow_active or self._commit_fut is not None:
+            return
+        paused, full = self._paused_partitions, self._buffered_partitions
+        partitions = [
+            tp
+            for tp in self.assignment()
+            if checked(tp.topic) and tp not in paused and tp not in full
+        ]
+        if not partitions:
+            return
+        positions = await client_positions(self, partitions)
+        if not self.flow_active or self._commit_fut is not None:
+            return  # a rebalance or a commit began while the positions were read
+        for tp, offset in stranded_partitions(self, partitions, positions):
+            await self.seek(tp, offset)
+
+    async def getmany(self, timeout: float) -> AsyncIterator[tuple[Any, Any]]:
+        await self.reread_stranded()
+        rule, sought, sought_to = self.offsets, self._sought(), self._sought_to()
+        rule.new_batch()
+        async for tp, message in super().getmany(timeout):
+            expected = expected_after(self._read_offset.get(tp), tp in sought, sought_to.get(tp))
+            verdict = rule.verdict(tp.topic, tp.partition, message.offset, expected)
+            if verdict is Verdict.DELIVER:
+                sought.discard(tp)
+                sought_to.pop(tp, None)
+                yield tp, message
+            elif verdict is Verdict.REWIND:
+                await self.seek(tp, rule.rewind_to(tp.topic, tp.partition))
+
+
+def consumer_class(base: type) -> type:
+    """``base`` (Faust's aiokafka consumer) whose fetches go through the offsets rules."""
+    namespace = {"offsets": ContiguousOffsets(), "stranded": StrandedRecords()}
+    return type("ContiguousConsumer", (ContiguousConsumer, base), namespace)
 
 
 def install(app: Any) -> None:
@@ -221,4 +445,5 @@ def install(app: Any) -> None:
     transport = app.transport
     cls: Any = consumer_class(transport.Consumer)
     cls.offsets = ContiguousOffsets()  # one rule state per app
+    cls.stranded = StrandedRecords()
     transport.Consumer = cls
