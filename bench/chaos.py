@@ -199,17 +199,17 @@ def kill_broker(settings: Settings, outputs: Outputs, started: float) -> dict:
     }
 
 
-def offset_guard_lines(logs: Path) -> tuple[dict[str, int], dict[str, int]]:
+def offset_guard_lines(logs: Path) -> tuple[dict[str, int], dict[str, list[str]]]:
     """Per worker log: how often the consumer's position jumped ahead and was rewound, and
-    how often records fetched but never handled were read again
+    the lines saying records fetched but never handled were read again
     (services/runtime/offsets.py)."""
     rewinds: dict[str, int] = {}
-    rereads: dict[str, int] = {}
+    rereads: dict[str, list[str]] = {}
     for log_file in sorted(logs.glob("*.log")):
         text = log_file.read_text(errors="replace")
         if jumps := text.count(offsets.JUMPED) + text.count(offsets.NOT_IN_LOG):
             rewinds[log_file.stem] = jumps
-        if stranded := text.count(offsets.STRANDED):
+        if stranded := [line[-160:] for line in text.splitlines() if offsets.STRANDED in line]:
             rereads[log_file.stem] = stranded
     return rewinds, rereads
 
