@@ -347,8 +347,9 @@ class ContiguousConsumer(_FaustConsumer):
     """The offsets rules around Faust's consumer: mixed in before it by
     :func:`consumer_class` (its ``super()`` is Faust's)."""
 
-    offsets = ContiguousOffsets()
-    stranded = StrandedRecords()
+    #: one state per class: :func:`consumer_class` makes a class per app
+    offsets: ContiguousOffsets
+    stranded: StrandedRecords
 
     def _kept(self, name: str, factory: Any) -> Any:
         """Adapter state kept on the instance (Faust builds the consumer itself)."""
@@ -443,7 +444,4 @@ def consumer_class(base: type) -> type:
 def install(app: Any) -> None:
     """Make ``app``'s consumer a :func:`consumer_class` of its transport's consumer."""
     transport = app.transport
-    cls: Any = consumer_class(transport.Consumer)
-    cls.offsets = ContiguousOffsets()  # one rule state per app
-    cls.stranded = StrandedRecords()
-    transport.Consumer = cls
+    transport.Consumer = consumer_class(transport.Consumer)  # its own rule state
