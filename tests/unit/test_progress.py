@@ -73,6 +73,28 @@ def test_terminal_only_when_every_final_step_is_done(submitted):
     assert not progress.observe(event)
 
 
+def test_finals_heard_before_an_earlier_step_wait_for_it(submitted):
+    """Topics are not ordered with each other: every final step's completion may come
+    before the registration's.  The case is not judged then (a verdict would measure a
+    step it has no times for); it is, once the registration is heard of."""
+    matter = default_catalog().matter("enterprise_establishment")
+    progress = CaseProgress()
+    progress.observe(submitted)
+    for i, (s, d) in enumerate(FINALS):
+        event = step(submitted, s, d, 3 + i)
+        progress.observe(event)
+        assert progress.verdict_event(matter, event, OFFICE) is None
+    assert progress.terminal(matter) is None
+    registration = step(submitted, "registration", "registry", 2)
+    progress.observe(registration)
+    verdict = progress.verdict_event(matter, registration, OFFICE)
+    assert verdict is not None and isinstance(verdict.payload, CaseCompleted)
+    assert verdict.occurred_at == submitted.occurred_at + timedelta(hours=6)
+    by_scope = {v.scope: v.measured for v in verdict.payload.verdicts}
+    assert "step:registration" in by_scope  # measured, not left out
+    assert all(np.isfinite(v) for v in by_scope.values())
+
+
 def test_a_rework_is_not_a_completion_and_a_rejection_is_terminal(submitted):
     matter = default_catalog().matter("enterprise_establishment")
     progress = CaseProgress()
