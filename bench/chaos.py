@@ -18,9 +18,9 @@ the workers, and starts it again on its log dirs.  ``--load`` runs two busy proc
 beside the twin for the whole run (the machine has two cores).  After the replay
 ``govflow verify`` audits the run.
 
-A run's data directory is removed when the run met the goal and kept (its path in the
-JSON, with the workers' and the broker's logs) when it did not.  The last line is JSON:
-one entry per run (``lost``, ``duplicates``, … and each kill's recovery) and the
+A run's data directory is removed when the run met the goal (unless ``--keep``) and kept
+(its path in the JSON, with the workers' and the broker's logs) when it did not.  The
+last line is JSON: one entry per run (``lost``, ``duplicates``, … and each kill's recovery) and the
 totals.  Goal: ``lost`` = 0 and ``duplicates`` = 0 in every run; recovery goal
 (``recovered_within_5s``): every restarted worker's ``late_s`` ≤ 5 s.
 """
@@ -288,10 +288,10 @@ def one_run(args: argparse.Namespace, number: int) -> dict[str, Any]:
         and counts.get("duplicates") == 0
         and len(kills) == len(VICTIMS) + (1 if args.kill_broker else 0),
     }
-    if result["goal_met"]:
+    if result["goal_met"] and not args.keep:
         shutil.rmtree(data, ignore_errors=True)
     else:
-        result["kept"] = str(data)  # the logs of a failed run
+        result["kept"] = str(data)  # the logs (of a failed run, or --keep)
     print(f"chaos run {number}: {json.dumps(result, ensure_ascii=False)}", flush=True)
     return result
 
@@ -311,6 +311,7 @@ def main() -> int:
         action="store_true",
         help="record every topic and the committed offsets in the run's data dir (bench/tap.py)",
     )
+    parser.add_argument("--keep", action="store_true", help="keep every run's data dir")
     parser.add_argument("--first-kill", type=float, default=12.0, help="wall s into the replay")
     parser.add_argument("--between", type=float, default=20.0, help="wall s between kills")
     args = parser.parse_args()

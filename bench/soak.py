@@ -12,7 +12,8 @@ with ``govflow simulate --replications 1`` (per-matter p50/p95 within 5 % or 0.0
 working days), and each service's cases kept at the end (``govflow_cases_kept``: open,
 and closed markers within the horizon). The goal: every RSS slope over the second half
 at most 0.05 MiB/min, the lag bounded, the agreement whole. The data dir is removed
-unless ``--keep`` (or the goal is missed: then it is kept, with the workers' logs).
+unless ``--keep`` (or the goal is missed: then it is kept, with the workers' logs and
+``samples.csv``, every sample).
 The last line is JSON.
 """
 
@@ -94,6 +95,19 @@ def slope_per_minute(times: list[float], values: list[float]) -> float:
     return float(np.polyfit(np.array(times) / 60.0, np.array(values), 1)[0])
 
 
+def write_samples(
+    path: Path, samples: dict[str, list[tuple[float, float | None, float | None]]]
+) -> None:
+    """Every sample (seconds into the run, service, RSS MiB, consumer lag) as CSV, kept
+    with the data dir to look at the curves behind the slopes."""
+    with path.open("w", encoding="utf-8") as out:
+        out.write("seconds,service,rss_mib,lag\n")
+        for name, rows in samples.items():
+            for t, rss, lagged in rows:
+                out.write(f"{t:.1f},{name},{'' if rss is None else f'{rss:.2f}'},")
+                out.write(f"{'' if lagged is None else f'{lagged:.0f}'}\n")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--scenario", default=str(ROOT / "scenarios" / "soak.yaml"))
@@ -168,11 +182,14 @@ def main() -> int:
     rounds = min(len(rows) for rows in samples.values())
     lags = [sum(rows[i][2] or 0.0 for rows in samples.values()) for i in range(rounds)]
     third = max(1, len(lags) // 3)
-    rss_slopes, rss_peak = {}, {}
+    rss_slopes, rss_peak, rss_second_half = {}, {}, {}
     for name, rows in samples.items():
         half = [(t, r) for t, r, _ in rows[len(rows) // 2 :] if r is not None]
         rss_slopes[name] = round(slope_per_minute([t for t, _ in half], [r for _, r in half]), 3)
         rss_peak[name] = round(max((r for _, r, _ in rows if r is not None), default=0.0), 1)
+        if half:  # where the second half started and ended: a step or a ramp
+            rss_second_half[name] = [round(half[0][1], 1), round(half[-1][1], 1)]
+    write_samples(data / "samples.csv", samples)
     system = live.system.model_dump() if live.system else {}
     result = {
         "benchmark": "soak",
@@ -191,6 +208,7 @@ def main() -> int:
         "rss_slope_mib_per_min_max": max(rss_slopes.values()),
         "rss_slope_mib_per_min": rss_slopes,
         "rss_peak_mib": rss_peak,
+        "rss_second_half_from_to_mib": rss_second_half,
         "rss_slope_goal_mib_per_min": SLOPE_GOAL,
         "cases_kept_at_end": kept,
         "case_overhead_p99_s": system["case_overhead_seconds"]["p99"],
