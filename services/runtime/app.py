@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 from typing import Any
 
@@ -16,8 +17,11 @@ from services.runtime.topology import PARTITIONS, app_id
 _PARTITIONER = DefaultPartitioner()
 
 
+@functools.lru_cache(maxsize=4096)
 def county_partition(county: str) -> int:
-    """The partition the producer gives an event keyed by ``county``."""
+    """The partition the producer gives an event keyed by ``county`` (cached: aiokafka's
+    murmur2 is pure Python, and every table write and every sweep asks again for one of
+    a few dozen counties)."""
     partitions = list(range(PARTITIONS))
     return int(_PARTITIONER(county.encode(), partitions, partitions))
 
