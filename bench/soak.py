@@ -1,4 +1,4 @@
-"""Sustained load: replay scenarios/soak.yaml for about ten minutes and watch consumer
+"""Sustained load: replay scenarios/soak.yaml for about fifteen minutes and watch consumer
 lag and each service's memory; then check the run still agrees with the simulation.
 
     .venv/bin/python bench/soak.py [--broker embedded|kafka] [--speed 8640]
@@ -119,7 +119,7 @@ def main() -> int:
         default=120.0,
         help="GOVFLOW_CLOSED_CASE_HORIZON_S of the workers: a closed case's marker is kept "
         "this many wall seconds; short enough that forgetting reaches its steady state "
-        "in the first half of a ten-minute run",
+        "in the first half of a fifteen-minute run",
     )
     parser.add_argument("--keep", action="store_true", help="keep the data dir")
     args = parser.parse_args()
