@@ -11,7 +11,7 @@ the verdict is given once.  Pure: the tracker service and the virtual twin run i
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -54,9 +54,14 @@ class CaseProgress:
     def to_dict(self) -> dict[str, Any]:
         if self.closed is not None:
             return closed_marker(self.closed)
-        data = asdict(self)
-        del data["closed"]
-        return data
+        return {  # copies, not asdict's recursive walk: the stored value must not change
+            "submitted": self.submitted,
+            "steps": {step: dict(progress) for step, progress in self.steps.items()},
+            "seen": list(self.seen),
+            "verdict": self.verdict,
+            "rejected_step": self.rejected_step,
+            "reason": self.reason,
+        }
 
     def close(self, wall: float) -> None:
         """Forget the judged case but that it is closed (:mod:`services.core.closing`)."""
@@ -89,7 +94,7 @@ class CaseProgress:
                 progress.finished = True
             elif payload.outcome == "rejected":
                 self.rejected_step, self.reason = payload.step, payload.reason
-            self.steps[payload.step] = asdict(progress)
+            self.steps[payload.step] = dict(progress.__dict__)  # scalars only
         return True
 
     def completed_at(self, matter: Matter) -> float | None:

@@ -123,3 +123,21 @@ def test_nothing_is_terminal_before_the_submission_is_seen(submitted):
     progress.observe(submitted)
     assert progress.terminal(matter) == "completed"
     assert CaseProgress.from_dict(progress.to_dict()) == progress
+
+
+def test_the_stored_record_is_every_field_and_a_copy(submitted):
+    """to_dict is written by hand (asdict's recursive walk was a hot spot): it holds every
+    field but ``closed`` as asdict would, and later changes to the record leave it alone."""
+    from dataclasses import asdict
+
+    progress = CaseProgress()
+    progress.observe(submitted)
+    progress.observe(step(submitted, "registration", "registry", 2))
+    stored = progress.to_dict()
+    expected = asdict(progress)
+    del expected["closed"]
+    assert stored == expected
+    progress.observe(step(submitted, "seal", "police", 3))
+    progress.steps["registration"]["attempts"] = 9
+    assert stored == expected  # not aliased
+    assert CaseProgress.from_dict(stored).to_dict() == stored

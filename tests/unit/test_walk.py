@@ -317,3 +317,36 @@ def test_prepared_and_one_at_a_time_walks_agree():
         a = bulk.serve(CaseState(), ClerkPool(1), seq, -1, 0, 0, T0)
         b = lazy.serve(CaseState(), ClerkPool(1), seq, -1, 0, 0, T0)
         assert a == b
+
+
+def test_department_records_store_every_field_as_copies():
+    """Action and CaseRecord serialise by hand (asdict was a hot spot of the live
+    departments): the same dict as asdict, not aliased to the object."""
+    from dataclasses import asdict
+
+    from services.core.department import Action, CaseRecord
+
+    action = Action(
+        at=1.0,
+        kind="complete",
+        case_id="c-1",
+        matter="m",
+        county="x",
+        step="s",
+        attempt=0,
+        seq=1,
+        segment=0,
+        enabled=0.5,
+        unit_code="u",
+        owner="o",
+    )
+    assert action.to_dict() == asdict(action)
+    assert Action.from_dict(action.to_dict()) == action
+    record = CaseRecord(seen=["e1"], done={"s": 1.0})
+    stored = record.to_dict()
+    expected = asdict(record)
+    del expected["closed"]
+    assert stored == expected
+    record.seen.append("e2")
+    record.done["t"] = 2.0
+    assert stored == expected  # not aliased
