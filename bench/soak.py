@@ -11,9 +11,9 @@ over the second half (MiB per minute, least squares), and the agreement of the r
 with ``govflow simulate --replications 1`` (per-matter p50/p95 within 5 % or 0.05
 working days), and each service's cases kept at the end (``govflow_cases_kept``: open,
 and closed markers within the horizon). The goal: every RSS slope over the second half
-at most 0.05 MiB/min, the lag bounded, the agreement whole. The data dir is removed
-unless ``--keep`` (or the goal is missed: then it is kept, with the workers' logs and
-``samples.csv``, every sample).
+at most 0.05 MiB/min, the lag bounded (:func:`lag_bounded`), the agreement whole.  The
+data dir is removed unless ``--keep`` (or the goal is missed: then it is kept, with the
+workers' logs and ``samples.csv``, every sample).
 The last line is JSON.
 """
 
@@ -93,6 +93,14 @@ def slope_per_minute(times: list[float], values: list[float]) -> float:
     if len(times) < 3:
         return float("nan")
     return float(np.polyfit(np.array(times) / 60.0, np.array(values), 1)[0])
+
+
+def lag_bounded(first_third: float, last_third: float) -> bool:
+    """The lag does not grow: the last third's peak at most twice the first third's (or
+    200 messages).  Arrivals come in bursts (a sim day's morning every 10 s), so the two
+    peaks differ from run to run — 164 and 222 on Kafka with the lag flat — while a twin
+    that falls behind shows thousands within minutes (31,452 on 2e92627)."""
+    return last_third <= 2 * max(first_third, 100.0)
 
 
 def write_samples(
@@ -217,7 +225,7 @@ def main() -> int:
     }
     result["goal_met"] = (
         replay.returncode == 0
-        and result["lag_max_last_third"] <= max(result["lag_max_first_third"], 100.0)
+        and lag_bounded(result["lag_max_first_third"], result["lag_max_last_third"])
         and result["rss_slope_mib_per_min_max"] <= SLOPE_GOAL
         and not differing
     )
