@@ -20,8 +20,8 @@ beside the twin for the whole run (the machine has two cores).  After the replay
 
 A run's data directory is removed when the run met the goal (unless ``--keep``) and kept
 (its path in the JSON, with the workers' and the broker's logs) when it did not.  The
-last line is JSON: one entry per run (``lost``, ``duplicates``, … and each kill's recovery) and the
-totals.  Goal: ``lost`` = 0 and ``duplicates`` = 0 in every run; recovery goal
+last line is JSON: one entry per run (``lost``, ``duplicates``, … and each kill's
+recovery) and the totals.  Goal: ``lost`` = 0 and ``duplicates`` = 0 in every run; recovery goal
 (``recovered_within_5s``): every restarted worker's ``late_s`` ≤ 5 s.
 """
 
