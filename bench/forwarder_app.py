@@ -2,7 +2,9 @@
 ``bench/pipeline.py``: the ceiling any Faust service reaches on this broker and machine.
 
 ``GOVFLOW_BENCH_BROKER`` (kafka://host:port), ``GOVFLOW_BENCH_MODE`` = ``each`` (one
-awaited send per message) or ``take`` (``stream.take`` batches of up to 500).
+awaited send per message), ``take`` (``stream.take`` batches of up to 500), or ``table``
+(one by one, and one write of a changelog-backed table per message before the send: the
+cheapest agent that keeps durable state, the least any department does per event).
 """
 
 from __future__ import annotations
@@ -27,6 +29,8 @@ app = faust.App(
 )
 source = app.topic(os.environ.get("GOVFLOW_BENCH_SOURCE", "bench.fwd.in"), value_serializer="raw")
 sink = app.topic(os.environ.get("GOVFLOW_BENCH_SINK", "bench.fwd.out"), value_serializer="raw")
+# the ``table`` mode's state: one small record per message (its size), keyed by its offset
+sizes = app.Table("sizes", default=None, partitions=12)
 
 
 # the same log-level restore as the services (Faust leaves the root logger at DEBUG)
@@ -39,6 +43,12 @@ async def forward(stream: faust.StreamT) -> AsyncIterator[Any]:
         async for batch in stream.take(500, within=0.05):
             for value in batch:
                 await sink.send(value=value)
+            yield None
+    elif MODE == "table":
+        async for event in stream.events():
+            message = event.message
+            sizes[f"{message.partition}/{message.offset}"] = len(event.value)
+            await sink.send(value=event.value)
             yield None
     else:
         async for value in stream:
