@@ -162,6 +162,7 @@ async def forwarder(
         **os.environ,
         "GOVFLOW_BENCH_BROKER": broker.url,
         "GOVFLOW_BENCH_MODE": mode,
+        "GOVFLOW_BENCH_APP": f"bench-forwarder-{mode}-{run}-{os.getpid()}",
         "GOVFLOW_BENCH_SOURCE": source,
         "GOVFLOW_BENCH_SINK": sink,
         "GOVFLOW_BENCH_DATADIR": str(data),
@@ -185,6 +186,7 @@ async def forwarder(
         await consumer.stop()
         worker.terminate()
         worker.wait(30)
+        shutil.rmtree(data, ignore_errors=True)
 
 
 async def announce(bootstrap: str) -> None:
