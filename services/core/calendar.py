@@ -22,7 +22,8 @@ Two calendars exist:
 
 * :class:`OfficeCalendar` — Monday to Friday within office hours, minus Chinese public
   holidays, plus the 调休 make-up working Saturdays/Sundays (data from the
-  ``chinese-calendar`` package, which covers 2004–2026).
+  ``chinese-calendar`` package, which covers 2004–2026; later years from
+  :class:`HolidayYear` data a scenario supplies, e.g. before the package knows them).
 * :class:`ContinuousCalendar` — 24/7 (customs clearance is measured in clock hours).
 
 All instants are timezone-aware and returned in Asia/Shanghai (UTC+8, no DST since
@@ -68,10 +69,86 @@ def _holiday_data_range() -> tuple[date, date]:
 
 
 HOLIDAY_DATA_FIRST, HOLIDAY_DATA_LAST = _holiday_data_range()
+#: The last date an event may carry (a plausibility bound, not calendar data).
+EVENT_DATES_LAST = date(2100, 12, 31)
+#: Where the docs show how to supply a year's holidays.
+HOLIDAY_FILE_EXAMPLE = "scenarios/calendars/2027-unofficial.yaml"
 
 
 class CalendarRangeError(ValueError):
     """An instant falls outside the dates the calendar has data for."""
+
+
+@dataclass(frozen=True)
+class HolidayYear:
+    """One year's public holidays and 调休 make-up working days, for a year the
+    ``chinese-calendar`` package does not know yet (the State Council publishes each
+    year's arrangement in the November before; the package follows later).
+
+    ``holidays`` are the days off (weekend days among them change nothing);
+    ``workdays`` the make-up days worked on a Saturday or Sunday.  Every other day is
+    a working day from Monday to Friday.  ``official`` says whether the data is the
+    State Council's notice or a projection.
+    """
+
+    year: int
+    holidays: frozenset[date]
+    workdays: frozenset[date]
+    official: bool = False
+    source: str = ""
+
+    def __post_init__(self) -> None:
+        if self.year <= HOLIDAY_DATA_LAST.year:
+            raise ValueError(
+                f"{self.year}: chinese-calendar already has this year's holidays "
+                f"(it covers {HOLIDAY_DATA_FIRST.year}–{HOLIDAY_DATA_LAST.year})"
+            )
+        for kind, days in (("holidays", self.holidays), ("workdays", self.workdays)):
+            stray = sorted(d for d in days if d.year != self.year)
+            if stray:
+                raise ValueError(f"{self.year}: {kind} {stray[0]} is not in {self.year}")
+        both = sorted(self.holidays & self.workdays)
+        if both:
+            raise ValueError(f"{self.year}: {both[0]} is both a holiday and a make-up workday")
+        weekday = sorted(d for d in self.workdays if d.weekday() < 5)
+        if weekday:
+            raise ValueError(
+                f"{self.year}: make-up workday {weekday[0]} is a {weekday[0]:%A}; "
+                "make-up days (调休) fall on Saturdays or Sundays"
+            )
+
+    def is_workday(self, day: date) -> bool:
+        if day in self.holidays:
+            return False
+        return day in self.workdays or day.weekday() < 5
+
+
+def holiday_data_last(extra: Sequence[HolidayYear] = ()) -> date:
+    """The last day holiday data covers: the package's, then each following year supplied."""
+    years = {y.year for y in extra}
+    last = HOLIDAY_DATA_LAST
+    while last.year + 1 in years:
+        last = date(last.year + 1, 12, 31)
+    return last
+
+
+def missing_holiday_year(first: date, last: date, extra: Sequence[HolidayYear] = ()) -> str | None:
+    """The one-line reason ``first``–``last`` lacks holiday data, or None when covered."""
+    if first < HOLIDAY_DATA_FIRST:
+        return (
+            f"no public-holiday data before {HOLIDAY_DATA_FIRST.year}: chinese-calendar covers "
+            f"{HOLIDAY_DATA_FIRST.year}–{HOLIDAY_DATA_LAST.year}"
+        )
+    covered = holiday_data_last(extra)
+    if last <= covered:
+        return None
+    year = covered.year + 1
+    return (
+        f"no public-holiday data for {year}: chinese-calendar covers "
+        f"{HOLIDAY_DATA_FIRST.year}–{HOLIDAY_DATA_LAST.year}; give {year}'s holidays and "
+        f"调休 make-up days in the scenario (holiday_years, or holiday_file naming a file "
+        f"like {HOLIDAY_FILE_EXAMPLE})"
+    )
 
 
 class WorkingCalendar(Protocol):
@@ -162,16 +239,32 @@ class _DayTable:
     flags: tuple[bool, ...]
 
 
+def provisional_workday(day: date) -> bool:
+    """The run-out rule past the holiday data: Monday to Friday, 1 January off."""
+    return day.weekday() < 5 and not (day.month == 1 and day.day == 1)
+
+
 @lru_cache(maxsize=8)
-def _day_table(first: date, last: date, observe_public_holidays: bool) -> _DayTable:
+def _day_table(
+    first: date,
+    last: date,
+    observe_public_holidays: bool,
+    extra: tuple[HolidayYear, ...] = (),
+    data_last: date = HOLIDAY_DATA_LAST,
+) -> _DayTable:
     n = (last - first).days + 1
+    by_year = {y.year: y for y in extra}
     flags: list[bool] = []
     for i in range(n):
         day = first + timedelta(days=i)
-        if observe_public_holidays:
-            flags.append(chinese_calendar.is_workday(day))
-        else:
+        if not observe_public_holidays:
             flags.append(day.weekday() < 5)
+        elif day > data_last:
+            flags.append(provisional_workday(day))
+        elif day.year in by_year:
+            flags.append(by_year[day.year].is_workday(day))
+        else:
+            flags.append(chinese_calendar.is_workday(day))
     prefix = [0] * (n + 1)
     for i, flag in enumerate(flags):
         prefix[i + 1] = prefix[i] + (1 if flag else 0)
@@ -184,7 +277,11 @@ class OfficeCalendar(_CalendarOps):
 
     ``shifts`` are the daily office periods in local time, ascending and disjoint.
     With ``observe_public_holidays=False`` the calendar is plain Monday–Friday and is
-    not limited to the years chinese-calendar knows.
+    not limited to the years chinese-calendar knows.  ``holiday_years`` extend the
+    holiday data past the package's last year (each year following the one before).
+    ``run_out_days`` add days after the last day of data on a provisional rule (Monday
+    to Friday, 1 January off) — for the cases a horizon ending in the last year of data
+    leaves open, never for a horizon (see :func:`missing_holiday_year`).
     """
 
     def __init__(
@@ -195,6 +292,8 @@ class OfficeCalendar(_CalendarOps):
         first: date | None = None,
         last: date | None = None,
         name: str = "office",
+        holiday_years: Sequence[HolidayYear] = (),
+        run_out_days: int = 0,
     ) -> None:
         if not shifts:
             raise ValueError("an office calendar needs at least one shift")
@@ -204,20 +303,24 @@ class OfficeCalendar(_CalendarOps):
                 raise ValueError(f"shift {_us_time(s)}–{_us_time(e)} must end after it starts")
             if s < prev[1]:
                 raise ValueError("shifts must be ascending and must not overlap")
+        extra = tuple(sorted(holiday_years, key=lambda y: y.year))
+        if len({y.year for y in extra}) != len(extra):
+            raise ValueError("holiday_years: a year is given twice")
         if observe_public_holidays:
             first = first or HOLIDAY_DATA_FIRST
-            last = last or HOLIDAY_DATA_LAST
-            if first < HOLIDAY_DATA_FIRST or last > HOLIDAY_DATA_LAST:
-                raise CalendarRangeError(
-                    f"holiday data covers {HOLIDAY_DATA_FIRST}–{HOLIDAY_DATA_LAST} only; "
-                    f"asked for {first}–{last}"
-                )
+            data_last = holiday_data_last(extra)
+            last = last or data_last
+            reason = missing_holiday_year(first, last, extra)
+            if reason:
+                raise CalendarRangeError(reason)
+            last += timedelta(days=run_out_days)
         else:
             first = first or date(2000, 1, 3)
             last = last or date(2100, 12, 31)
         self.name = name
         self.shifts: tuple[tuple[time, time], ...] = tuple(shifts)
         self.observe_public_holidays = observe_public_holidays
+        self.holiday_years = extra
         self._bounds = bounds
         self._cum_before = []
         total = 0
@@ -226,7 +329,12 @@ class OfficeCalendar(_CalendarOps):
             total += e - s
         self._day_us = total
         self.working_day = timedelta(microseconds=total)
-        self._table = _day_table(first, last, observe_public_holidays)
+        self.provisional_from = (
+            holiday_data_last(extra) + timedelta(days=1) if observe_public_holidays else None
+        )
+        self._table = _day_table(
+            first, last, observe_public_holidays, extra, holiday_data_last(extra)
+        )
         self._anchor = datetime.combine(first, time())
         self._anchor_epoch_day = (first - _EPOCH).days
         # flattened tables for the numeric hot path
@@ -405,8 +513,13 @@ class OfficeCalendar(_CalendarOps):
         if working:
             return "workday" if day.weekday() < 5 else "makeup"
         if self.observe_public_holidays:
-            _, holiday_name = chinese_calendar.get_holiday_detail(day)
-            if holiday_name is not None:
+            supplied = next((y for y in self.holiday_years if y.year == day.year), None)
+            if self.provisional_from is not None and day >= self.provisional_from:
+                pass  # the run-out: only 1 January is a holiday there
+            elif supplied is not None:
+                if day in supplied.holidays:
+                    return "holiday"
+            elif chinese_calendar.get_holiday_detail(day)[1] is not None:
                 return "holiday"
         return "weekend" if day.weekday() >= 5 else "holiday"
 

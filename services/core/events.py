@@ -29,7 +29,7 @@ from pydantic import (
     model_validator,
 )
 
-from services.core.calendar import HOLIDAY_DATA_FIRST, HOLIDAY_DATA_LAST
+from services.core.calendar import EVENT_DATES_LAST, HOLIDAY_DATA_FIRST
 from services.core.catalog import Catalog, Channel, Matter, Unit
 from services.core.errors import InputError, from_validation_error
 
@@ -254,12 +254,14 @@ class _EnvelopeIn(BaseModel):
 
 
 def _plausible(field: str, t: datetime, source: str) -> None:
-    if not (HOLIDAY_DATA_FIRST <= t.date() <= HOLIDAY_DATA_LAST):
+    # a plausibility bound only: the run's own calendar (with any holiday years its
+    # scenario supplies) is what says whether a date can be worked with
+    if not (HOLIDAY_DATA_FIRST <= t.date() <= EVENT_DATES_LAST):
         raise EventValidationError(
             source,
             field,
             f"{t.isoformat()} is outside the calendar's range "
-            f"{HOLIDAY_DATA_FIRST}–{HOLIDAY_DATA_LAST}",
+            f"{HOLIDAY_DATA_FIRST}–{EVENT_DATES_LAST}",
         )
 
 

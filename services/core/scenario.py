@@ -30,16 +30,21 @@ from pydantic import (
 
 from services.core.calendar import (
     DEFAULT_OFFICE_HOURS,
-    HOLIDAY_DATA_FIRST,
-    HOLIDAY_DATA_LAST,
     SHANGHAI,
     ContinuousCalendar,
+    HolidayYear,
     OfficeCalendar,
     WorkingCalendar,
+    missing_holiday_year,
 )
 from services.core.catalog import Catalog, Matter, Step, read_yaml
 from services.core.errors import InputError, from_validation_error
 from services.core.timing import Distribution
+
+#: Days a scenario's calendars run on past the last year of holiday data, on the
+#: provisional rule (Monday to Friday, 1 January off): the cases a horizon ending in
+#: that year leaves open finish there.  A horizon itself never reaches into them.
+RUN_OUT_DAYS = 366
 
 NonNegative = Annotated[float, Field(ge=0)]
 Probability = Annotated[float, Field(ge=0, le=1)]
@@ -69,16 +74,56 @@ class Horizon(_Model):
     def _non_empty(self) -> Horizon:
         if self.end < self.start:
             raise ValueError(f"empty horizon: end {self.end} is before start {self.start}")
-        if self.start < HOLIDAY_DATA_FIRST or self.end > HOLIDAY_DATA_LAST:
-            raise ValueError(
-                f"horizon {self.start}–{self.end} is outside the holiday data "
-                f"({HOLIDAY_DATA_FIRST}–{HOLIDAY_DATA_LAST})"
-            )
         return self
 
     @property
     def days(self) -> int:
         return (self.end - self.start).days + 1
+
+
+def _expand_days(value: object) -> object:
+    """``[2027-01-01, "2027-02-05..2027-02-13"]`` → the dates, ranges inclusive."""
+    if not isinstance(value, list | tuple):
+        return value
+    out: list[object] = []
+    for item in value:
+        if isinstance(item, str) and ".." in item:
+            first_text, last_text = item.split("..", 1)
+            first = date.fromisoformat(first_text.strip())
+            last = date.fromisoformat(last_text.strip())
+            if last < first:
+                raise ValueError(f"{item}: the range ends before it starts")
+            out.extend(first + timedelta(days=i) for i in range((last - first).days + 1))
+        else:
+            out.append(item)
+    return out
+
+
+class HolidayYearData(_Model):
+    """A year's public holidays and 调休 make-up working days, for a year chinese-calendar
+    does not know yet (see scenarios/calendars/2027-unofficial.yaml)."""
+
+    year: int
+    official: bool = False  # True once the data is the State Council's notice
+    source: str = Field(min_length=1)
+    holidays: tuple[date, ...] = Field(min_length=1)
+    workdays: tuple[date, ...] = ()
+
+    _days = field_validator("holidays", "workdays", mode="before")(_expand_days)
+
+    @model_validator(mode="after")
+    def _valid_year(self) -> HolidayYearData:
+        self.as_calendar_data()  # raises ValueError naming the day and the reason
+        return self
+
+    def as_calendar_data(self) -> HolidayYear:
+        return HolidayYear(
+            year=self.year,
+            holidays=frozenset(self.holidays),
+            workdays=frozenset(self.workdays),
+            official=self.official,
+            source=self.source,
+        )
 
 
 class Peak(_Model):
@@ -251,6 +296,10 @@ class ProcessVariant(_Model):
 class Scenario(_Model):
     name: str
     description: str = ""
+    #: holidays of years past chinese-calendar's data (a scenario file's
+    #: ``holiday_file`` is read into this when the file is loaded); before ``horizon``,
+    #: whose check needs it
+    holiday_years: tuple[HolidayYearData, ...] = ()
     horizon: Horizon
     warmup_days: int = Field(default=0, ge=0)
     seed: int = 0
@@ -265,6 +314,24 @@ class Scenario(_Model):
     housing: tuple[HousingStock, ...] = ()
 
     _hours = field_validator("office_hours", mode="before")(_parse_hours)
+
+    @field_validator("holiday_years")
+    @classmethod
+    def _each_year_once(cls, years: tuple[HolidayYearData, ...]) -> tuple[HolidayYearData, ...]:
+        given = [y.year for y in years]
+        if len(set(given)) != len(given):
+            raise ValueError(f"{sorted(given)} gives a year twice")
+        return years
+
+    @field_validator("horizon")
+    @classmethod
+    def _horizon_has_holidays(cls, horizon: Horizon, info: ValidationInfo) -> Horizon:
+        years = info.data.get("holiday_years", ())
+        extra = tuple(y.as_calendar_data() for y in years)
+        reason = missing_holiday_year(horizon.start, horizon.end, extra)
+        if reason:
+            raise ValueError(f"{horizon.start}–{horizon.end}: {reason}")
+        return horizon
 
     @model_validator(mode="after")
     def _consistent_with_catalog(self, info: ValidationInfo) -> Scenario:
@@ -412,7 +479,17 @@ class Scenario(_Model):
     @cached_property
     def office_calendar(self) -> OfficeCalendar:
         """The calendar the plan's working days are measured on."""
-        return OfficeCalendar(self.office_hours, name="office")
+        return OfficeCalendar(
+            self.office_hours,
+            name="office",
+            holiday_years=self.holiday_data,
+            run_out_days=RUN_OUT_DAYS,
+        )
+
+    @cached_property
+    def holiday_data(self) -> tuple[HolidayYear, ...]:
+        """The calendar's form of ``holiday_years``."""
+        return tuple(y.as_calendar_data() for y in self.holiday_years)
 
     def calendar(self, department: str) -> WorkingCalendar:
         """The calendar a department works on (cached per scenario)."""
@@ -422,7 +499,12 @@ class Scenario(_Model):
             if staffing is not None and staffing.calendar == "24x7":
                 cache[department] = ContinuousCalendar(name=f"{department}:24x7")
             elif staffing is not None and staffing.office_hours:
-                cache[department] = OfficeCalendar(staffing.office_hours, name=department)
+                cache[department] = OfficeCalendar(
+                    staffing.office_hours,
+                    name=department,
+                    holiday_years=self.holiday_data,
+                    run_out_days=RUN_OUT_DAYS,
+                )
             else:
                 cache[department] = self.office_calendar
         return cache[department]
@@ -467,6 +549,12 @@ def read_scenario_data(path: Path, _seen: tuple[Path, ...] = ()) -> dict:
     data = read_yaml(path)
     if not isinstance(data, dict):
         raise InputError(str(path), "", "a scenario must be a mapping (horizon, demand, …)")
+    holiday_file = data.pop("holiday_file", None)
+    if holiday_file is not None:
+        data["holiday_years"] = [
+            *(data.get("holiday_years") or []),
+            *_read_holiday_file(path, holiday_file),
+        ]
     base = data.pop("base", None)
     if base is None:
         return data
@@ -478,6 +566,22 @@ def read_scenario_data(path: Path, _seen: tuple[Path, ...] = ()) -> dict:
     if not base_path.exists():
         raise InputError(str(path), "base", f"base scenario {base_path} not found")
     return deep_merge(read_scenario_data(base_path, (*_seen, path.resolve())), data)
+
+
+def _read_holiday_file(scenario_path: Path, name: object) -> list:
+    """The ``holiday_years`` of the calendar file a scenario names (relative to it)."""
+    if not isinstance(name, str):
+        raise InputError(str(scenario_path), "holiday_file", "must be the path of a YAML file")
+    holiday_path = (scenario_path.parent / name).resolve()
+    if not holiday_path.is_file():
+        raise InputError(str(scenario_path), "holiday_file", f"{holiday_path} not found")
+    data = read_yaml(holiday_path)
+    years = data.get("holiday_years") if isinstance(data, dict) else None
+    if not isinstance(years, list) or not years:
+        raise InputError(
+            str(holiday_path), "holiday_years", "a calendar file needs a list of holiday_years"
+        )
+    return years
 
 
 def deep_merge(base: dict, override: dict) -> dict:

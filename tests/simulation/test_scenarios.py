@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import date
 from pathlib import Path
 
 import numpy as np
@@ -65,7 +66,7 @@ def base(tmp_path: Path) -> dict:
         (
             {"horizon": {"start": "2030-01-01", "end": "2030-02-01"}},
             "horizon",
-            "outside the holiday data",
+            "no public-holiday data for 2027",
         ),
         ({"counties": {"atlantis": 0.5}}, "counties", "add up to"),
         (
@@ -157,3 +158,103 @@ def test_a_derived_scenario_replaces_a_distribution_of_another_kind(tmp_path, ca
     assert handle.rework is not None  # the rest of the step's timing is kept
     accept = scenario.timing["mortgage_registration"]["accept"].service
     assert accept is not None and accept.kind == "lognormal" and accept.mean == 99
+
+
+def test_a_2027_horizon_needs_holiday_data_and_runs_with_the_documented_file(tmp_path, catalog):
+    """Without 2027's holidays the scenario fails in one line naming the year and the
+    remedy; the shipped scenario names the unofficial file and gets 2027's calendar."""
+    bare = write(
+        tmp_path,
+        {**base(tmp_path), "horizon": {"start": "2027-01-04", "end": "2027-03-31"}},
+        "y2027.yaml",
+    )
+    with pytest.raises(InputError) as info:
+        load_scenario(bare, catalog)
+    message = str(info.value)
+    assert info.value.field == "horizon" and "\n" not in message
+    assert "no public-holiday data for 2027" in message
+    assert "holiday_file" in message and "2027-unofficial.yaml" in message
+    shipped = load_scenario(SCENARIOS / "shangrao-2027.yaml", catalog)
+    assert [y.year for y in shipped.holiday_years] == [2027]
+    assert not shipped.holiday_years[0].official  # until the State Council's notice
+    office = shipped.office_calendar
+    assert not office.is_working_day(date(2027, 2, 8))  # projected 春节 break, a Monday
+    assert office.is_working_day(date(2027, 2, 20))  # a projected 调休 Saturday
+    # 2027 has 261 weekdays; the projection keeps the 248 working days of 2025 and 2026
+    assert office.working_days_in(date(2027, 1, 1), date(2027, 12, 31)) == 248
+
+
+def test_holiday_years_inline_with_ranges_and_a_file_relative_to_the_scenario(tmp_path, catalog):
+    (tmp_path / "cal").mkdir()
+    write(
+        tmp_path,
+        {
+            "holiday_years": [
+                {
+                    "year": 2027,
+                    "source": "test",
+                    "holidays": ["2027-01-01..2027-01-03", "2027-02-08"],
+                    "workdays": ["2027-01-09"],
+                }
+            ]
+        },
+        "cal/h.yaml",
+    )
+    path = write(
+        tmp_path,
+        {
+            **base(tmp_path),
+            "holiday_file": "cal/h.yaml",
+            "horizon": {"start": "2027-01-04", "end": "2027-02-26"},
+        },
+        "s.yaml",
+    )
+    scenario = load_scenario(path, catalog)
+    office = scenario.office_calendar
+    assert not office.is_working_day(date(2027, 2, 8)) and office.is_working_day(date(2027, 1, 9))
+    assert office.is_working_day(date(2027, 2, 9))  # only the listed days are off
+
+
+@pytest.mark.parametrize(
+    ("holiday", "field", "reason"),
+    [
+        ({"holiday_file": "nowhere.yaml"}, "holiday_file", "not found"),
+        (
+            {
+                "holiday_years": [
+                    {
+                        "year": 2027,
+                        "source": "t",
+                        "holidays": ["2027-03-01"],
+                        "workdays": ["2027-03-02"],
+                    }
+                ]
+            },
+            "holiday_years",
+            "Saturdays or Sundays",
+        ),
+        (
+            {
+                "holiday_years": [
+                    {"year": 2027, "source": "t", "holidays": ["2027-03-05..2027-03-01"]}
+                ]
+            },
+            "holiday_years",
+            "ends before it starts",
+        ),
+        (
+            {"holiday_years": [{"year": 2021, "source": "t", "holidays": ["2021-03-01"]}]},
+            "holiday_years",
+            "already has this year",
+        ),
+    ],
+)
+def test_bad_holiday_data_names_field_and_reason(tmp_path, catalog, holiday, field, reason):
+    path = write(
+        tmp_path,
+        {**base(tmp_path), **holiday, "horizon": {"start": "2027-01-04", "end": "2027-02-26"}},
+    )
+    with pytest.raises(InputError) as info:
+        load_scenario(path, catalog)
+    assert field in info.value.field, (info.value.field, info.value.reason)
+    assert reason in info.value.reason

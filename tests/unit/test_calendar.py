@@ -15,8 +15,11 @@ from services.core.calendar import (
     SHANGHAI,
     CalendarRangeError,
     ContinuousCalendar,
+    HolidayYear,
     OfficeCalendar,
     at_shanghai,
+    missing_holiday_year,
+    provisional_workday,
 )
 
 OFFICE = OfficeCalendar()
@@ -163,7 +166,7 @@ def test_errors_are_explicit():
         OFFICE.working_clock(datetime(HOLIDAY_DATA_LAST.year + 1, 1, 5, 9, tzinfo=SHANGHAI))
     with pytest.raises(CalendarRangeError, match="last day"):
         OFFICE.add_working(at_shanghai(HOLIDAY_DATA_LAST.year, 12, 30), timedelta(days=365))
-    with pytest.raises(CalendarRangeError, match="holiday data"):
+    with pytest.raises(CalendarRangeError, match="public-holiday data"):
         OfficeCalendar(last=date(HOLIDAY_DATA_LAST.year + 1, 12, 31))
     with pytest.raises(ValueError, match="overlap"):
         OfficeCalendar([(time(8), time(12)), (time(11), time(17))])
@@ -215,3 +218,109 @@ def test_vectorised_posix_agrees(cal, offsets, at_start):
     got = cal.posix_at_many(np.array(ws), at_start=at_start)
     want = [cal.posix_at(w, at_start=at_start) for w in ws]
     assert np.allclose(got, want, rtol=0, atol=1e-6)
+
+
+# -- years past chinese-calendar's data ------------------------------------------------
+
+NEXT = HOLIDAY_DATA_LAST.year + 1  # 2027 with chinese-calendar 1.11
+
+
+def _next_year(**changes: object) -> HolidayYear:
+    """A made-up year after the package's data: a 9-day break from the first Friday of
+    February, bridged by the Sunday before and the second Saturday after."""
+    first_feb_friday = next(
+        date(NEXT, 2, d) for d in range(1, 8) if date(NEXT, 2, d).weekday() == 4
+    )
+    fields: dict[str, object] = {
+        "year": NEXT,
+        "holidays": frozenset(first_feb_friday + timedelta(days=i) for i in range(9)),
+        "workdays": frozenset(
+            {first_feb_friday - timedelta(days=5), first_feb_friday + timedelta(days=15)}
+        ),
+        "source": "test",
+    }
+    fields.update(changes)
+    return HolidayYear(**fields)  # type: ignore[arg-type]
+
+
+def test_a_supplied_year_extends_the_calendar_with_its_holidays_and_makeup_days():
+    year = _next_year()
+    cal = OfficeCalendar(holiday_years=[year])
+    assert cal.last_day == date(NEXT, 12, 31)
+    start = min(year.holidays)  # the Friday the break starts
+    sunday_before, saturday_after = sorted(year.workdays)
+    assert not cal.is_working_day(start) and not cal.is_working_day(start + timedelta(days=3))
+    assert cal.is_working_day(sunday_before) and cal.is_working_day(saturday_after)
+    assert cal.day_kind(start) == "holiday" and cal.day_kind(sunday_before) == "makeup"
+    assert cal.day_kind(start + timedelta(days=15 + 1)) == "weekend"  # the Sunday after
+    # one working day asked for on the Thursday afternoon before the break ends on the
+    # first working day after it, ten calendar days later; without the break, on the Friday
+    thursday = datetime.combine(start - timedelta(days=1), time(16), SHANGHAI)
+    after = cal.add_working(thursday, cal.working_day)
+    assert after == datetime.combine(start + timedelta(days=10), time(16), SHANGHAI)
+    plain = OfficeCalendar(observe_public_holidays=False)
+    assert plain.add_working(thursday, plain.working_day).date() == start
+    # the package's years are unchanged by the supplied one
+    assert cal.working_days_in(date(2021, 1, 1), date(2021, 12, 31)) == OFFICE.working_days_in(
+        date(2021, 1, 1), date(2021, 12, 31)
+    )
+    # a year of 261 weekdays minus 6 weekday holidays plus 2 make-up days
+    weekdays = sum(
+        (date(NEXT, 1, 1) + timedelta(days=i)).weekday() < 5
+        for i in range((date(NEXT, 12, 31) - date(NEXT, 1, 1)).days + 1)
+    )
+    assert cal.working_days_in(date(NEXT, 1, 1), date(NEXT, 12, 31)) == weekdays - 6 + 2
+
+
+def test_without_a_years_data_the_error_names_the_year_and_how_to_supply_it():
+    reason = missing_holiday_year(date(NEXT, 1, 1), date(NEXT, 3, 1))
+    assert reason is not None
+    assert f"no public-holiday data for {NEXT}" in reason
+    assert "holiday_file" in reason and "2027-unofficial.yaml" in reason
+    assert "\n" not in reason
+    assert missing_holiday_year(date(NEXT, 1, 1), date(NEXT, 3, 1), [_next_year()]) is None
+    # a later year without the one between is not enough: the gap is named
+    later = _next_year(
+        year=NEXT + 1, holidays=frozenset({date(NEXT + 1, 1, 1)}), workdays=frozenset()
+    )
+    gap = missing_holiday_year(date(NEXT + 1, 1, 1), date(NEXT + 1, 2, 1), [later])
+    assert gap is not None and f"for {NEXT}:" in gap
+    with pytest.raises(CalendarRangeError, match=f"for {NEXT}"):
+        OfficeCalendar(holiday_years=[later], last=date(NEXT + 1, 12, 31))
+
+
+@pytest.mark.parametrize(
+    ("changes", "reason"),
+    [
+        ({"year": HOLIDAY_DATA_LAST.year}, "already has this year"),
+        (
+            {"workdays": frozenset({date(NEXT, 3, 1) + timedelta(days=i) for i in range(7)})},
+            "Saturdays or Sundays",
+        ),
+        ({"holidays": frozenset({date(NEXT + 1, 1, 1)})}, f"is not in {NEXT}"),
+    ],
+)
+def test_bad_holiday_years_are_refused_with_the_day_and_reason(changes, reason):
+    with pytest.raises(ValueError, match=reason):
+        _next_year(**changes)
+
+
+def test_a_day_both_off_and_worked_is_refused():
+    saturday = next(date(NEXT, 3, d) for d in range(1, 8) if date(NEXT, 3, d).weekday() == 5)
+    with pytest.raises(ValueError, match="both a holiday and a make-up"):
+        _next_year(holidays=frozenset({saturday}), workdays=frozenset({saturday}))
+
+
+def test_the_run_out_after_the_data_is_monday_to_friday_with_new_year_off():
+    cal = OfficeCalendar(holiday_years=[_next_year()], run_out_days=366)
+    assert cal.provisional_from == date(NEXT + 1, 1, 1)
+    assert cal.last_day == date(NEXT, 12, 31) + timedelta(days=366)
+    assert not provisional_workday(date(2030, 1, 1))  # a Tuesday
+    assert provisional_workday(date(2030, 1, 2)) and not provisional_workday(date(2030, 1, 5))
+    monday = next(date(NEXT + 1, 2, d) for d in range(1, 8) if date(NEXT + 1, 2, d).weekday() == 0)
+    assert cal.is_working_day(monday) and not cal.is_working_day(monday - timedelta(days=1))
+    # a case open at the end of the data finishes in the run-out instead of failing
+    late = datetime.combine(date(NEXT, 12, 30), time(9), SHANGHAI)
+    assert cal.add_working(late, 5 * cal.working_day).year == NEXT + 1
+    with pytest.raises(CalendarRangeError, match="last day"):
+        OfficeCalendar(holiday_years=[_next_year()]).add_working(late, 5 * cal.working_day)
