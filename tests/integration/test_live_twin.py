@@ -79,6 +79,8 @@ def test_replay_completes_every_case(twin, tmp_path):
                         "power_low_voltage",
                         "power_high_voltage_single",
                         "power_high_voltage_dual",
+                        "power_high_voltage_single_critical",
+                        "power_high_voltage_dual_critical",
                         "water_connection",
                         "gas_connection",
                         "procurement_award",
