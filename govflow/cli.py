@@ -535,17 +535,17 @@ def compare_command(
             )
     path = compare(runs[0], runs[1], out, labels=(a.name, b.name))
     render_comparison(runs[0].summary, runs[1].summary, console)
-    console.print(f"wrote {path} (and each side's summary.json, report.html in {out}/A, {out}/B)")
+    markdown = out / "comparison.md"
+    markdown.write_text(comparison_markdown(runs[0].summary, runs[1].summary), encoding="utf-8")
+    console.print(
+        f"wrote {path}, {markdown} (and each side's summary.json, report.html in "
+        f"{out}/A, {out}/B)"
+    )
 
 
-def render_comparison(a: Summary, b: Summary, out: Console) -> None:
-    table = Table(title=f"A = {a.scenario}  vs  B = {b.scenario}", caption=UNIT_LEGEND)
-    table.add_column("Matter")
-    table.add_column("Target")
-    table.add_column("A p50 / p95", justify="right")
-    table.add_column("B p50 / p95", justify="right")
-    table.add_column("A attainment", justify="right")
-    table.add_column("B attainment", justify="right")
+def comparison_rows(a: Summary, b: Summary) -> list[tuple[str, ...]]:
+    """Per matter: id (and name), headline target, A and B p50 / p95, A and B attainment."""
+    rows = []
     for matter_id in sorted(set(a.matters) | set(b.matters)):
         ma, mb = a.matters.get(matter_id), b.matters.get(matter_id)
         ref = mb or ma
@@ -562,8 +562,41 @@ def render_comparison(a: Summary, b: Summary, out: Console) -> None:
         for m in (ma, mb):
             match = m.target_like(target) if m is not None and target is not None else None
             attain.append(_attainment(match) if match else "—")
-        table.add_row(matter_id, _target_text(target) if target else "—", *cells, *attain)
+        label = _target_text(target) if target else "—"
+        if target is not None and target.applies_to:
+            label += f" ({target.applies_to})"
+        rows.append((matter_id, ref.name, label, *cells, *attain))
+    return rows
+
+
+def render_comparison(a: Summary, b: Summary, out: Console) -> None:
+    table = Table(title=f"A = {a.scenario}  vs  B = {b.scenario}", caption=UNIT_LEGEND)
+    table.add_column("Matter")
+    table.add_column("Target")
+    table.add_column("A p50 / p95", justify="right")
+    table.add_column("B p50 / p95", justify="right")
+    table.add_column("A attainment", justify="right")
+    table.add_column("B attainment", justify="right")
+    for matter_id, _, *cells in comparison_rows(a, b):
+        table.add_row(matter_id, *cells)
     out.print(table)
+
+
+def comparison_markdown(a: Summary, b: Summary) -> str:
+    """The same table in Markdown (``comparison.md``, for reports and the README)."""
+    lines = [
+        f"A = {a.scenario}, B = {b.scenario}; {b.replications} replications, seed {b.seed}",
+        "",
+        "| matter | headline target | A p50 / p95 | B p50 / p95 | A attainment | B attainment |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for matter_id, name, target, *cells in comparison_rows(a, b):
+        attainments = [c.split(" [")[0].replace("%", " %") for c in cells[2:]]
+        lines.append(
+            f"| {name} `{matter_id}` | `{target}` | {cells[0]} | {cells[1]} | "
+            f"{attainments[0]} | {attainments[1]} |"
+        )
+    return "\n".join(lines) + "\n"
 
 
 # --- the live twin ------------------------------------------------------------------

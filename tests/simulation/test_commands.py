@@ -174,6 +174,16 @@ def test_compare_reform(tmp_path):
     # the reform shortens property registration and company start-up
     for matter_id in ("property_transfer", "enterprise_establishment"):
         assert b["matters"][matter_id]["latency"]["p50"] < a["matters"][matter_id]["latency"]["p50"]
+    # comparison.md: one row per matter with both sides' p50 / p95 and attainment
+    rows = [
+        line
+        for line in (out / "comparison.md").read_text(encoding="utf-8").splitlines()
+        if line.startswith("| ") and "`" in line
+    ]
+    assert len(rows) == len(set(a["matters"]) | set(b["matters"]))
+    property_row = next(r for r in rows if "`property_transfer`" in r)
+    p50 = f"{b['matters']['property_transfer']['latency']['p50']:.2f}"
+    assert "`case ≤ 3 wd`" in property_row and f"| {p50} / " in property_row
 
 
 def test_bad_scenario_is_one_line(tmp_path):
