@@ -538,8 +538,7 @@ def compare_command(
     markdown = out / "comparison.md"
     markdown.write_text(comparison_markdown(runs[0].summary, runs[1].summary), encoding="utf-8")
     console.print(
-        f"wrote {path}, {markdown} (and each side's summary.json, report.html in "
-        f"{out}/A, {out}/B)"
+        f"wrote {path}, {markdown} (and each side's summary.json, report.html in {out}/A, {out}/B)"
     )
 
 
