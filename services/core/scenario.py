@@ -197,8 +197,9 @@ class StepTiming(_Model):
 
     ``service``: clerk working time (service and approval steps); ``lag``: time after
     the service without a clerk (site visits, internal circulation); ``duration``: an
-    external step's length; ``rework``: 补正 — materials missing, the applicant returns
-    after ``delay`` and the step repeats; ``reject``: the step rejects the case (e.g. tax
+    external step's length; ``rework``: 补正 — materials missing, the applicant is told
+    everything missing at once (一次性告知) and returns after ``delay``, and the step
+    repeats — one round at most; ``reject``: the step rejects the case (e.g. tax
     refuses a transfer); ``block``: the step waits ``delay`` before it can start (e.g.
     utility arrears to be settled).
     """

@@ -204,7 +204,12 @@ class StepModel:
 
     def branches(self, seq: int, attempt: int) -> int:
         """Which branches this attempt takes: ``REJECT | FAULT | REWORK | BLOCK`` flags
-        (only a first attempt can be blocked: arrears are settled once)."""
+        (only a first attempt can be blocked: arrears are settled once).
+
+        补正 is one round at most: the applicant is told everything missing at once
+        (一次性告知, plan L338), so once an attempt of the case drew ``REWORK`` no later
+        attempt does — also when that attempt was pre-empted by a fault (the draw, not the
+        outcome, spends the round: a rule of the draws, the same in every driver)."""
         first = self.first
         if attempt == 0 and seq < first.n:
             return first.flags[seq]
@@ -216,7 +221,16 @@ class StepModel:
             assert stream is not None
             if stream.at(seq) < p:
                 flags |= _FLAGS[purpose]
+        if flags & REWORK and any(self._drew_rework(seq, k) for k in range(attempt)):
+            flags &= ~REWORK
         return flags
+
+    def _drew_rework(self, seq: int, attempt: int) -> bool:
+        first = self.first
+        if attempt == 0 and seq < first.n:
+            return bool(first.flags[seq] & REWORK)
+        stream = self.stream("rework", attempt)
+        return stream is not None and stream.at(seq) < self._probabilities["rework"]
 
     def rework_delay(self, seq: int, attempt: int) -> Duration | None:
         """How long the applicant takes to correct the materials (when reworked)."""
@@ -248,6 +262,6 @@ class StepModel:
 
 
 def expected_attempts(timing: StepTiming) -> float:
-    """Mean attempts at a step with rework probability p: 1 / (1 - p)."""
+    """Mean attempts at a step with 补正 probability p: 1 + p (one round at most)."""
     p = timing.rework.probability if timing.rework else 0.0
-    return 1.0 / (1.0 - p)
+    return 1.0 + p

@@ -54,7 +54,8 @@ def test_erlang_c_reference_values():
 
 
 def test_mean_visits_with_rework():
-    """Rework probability p gives 1 / (1 - p) visits on average."""
+    """补正 probability p gives 1 + p visits on average: one correction round at most
+    (一次性告知), where repeated rounds would give 1 / (1 - p) = 1.43 at p = 0.3."""
     catalog = single_step_catalog()
     p = 0.3
     scenario = mmc_scenario(
@@ -74,8 +75,9 @@ def test_mean_visits_with_rework():
         np.maximum.at(attempts, cols["seq"], cols["attempt"] + 1)
         visits.append(attempts.mean())
     lo, hi = t_interval(np.asarray(visits))
-    expected = 1 / (1 - p)
+    expected = 1 + p
     assert lo <= expected <= hi
+    assert max(visits) < 1 / (1 - p)
     assert abs(np.mean(visits) - expected) / expected <= 0.02
 
 

@@ -76,9 +76,29 @@ def test_branches_are_taken_at_their_probability(branch, flag):
     m = model({"service": fixed(10, "minutes"), branch: spec})
     share = np.mean([bool(m.branches(s, 0) & flag) for s in range(20_000)])
     assert share == pytest.approx(0.2, abs=0.015)
-    # another attempt draws anew: independent of the first
     both = np.mean([bool(m.branches(s, 0) & m.branches(s, 1) & flag) for s in range(20_000)])
-    assert both == pytest.approx(0.04, abs=0.01)
+    if branch == "rework":  # 补正 is one round (一次性告知): never twice for a case
+        assert both == 0
+        second = [bool(m.branches(s, 1) & flag) for s in range(20_000) if not m.branches(s, 0)]
+        assert np.mean(second) == pytest.approx(0.2, abs=0.015)  # unless the first had none
+    else:  # another attempt draws anew: independent of the first
+        assert both == pytest.approx(0.04, abs=0.01)
+
+
+def test_a_correction_round_is_spent_once_whatever_attempt_draws_it():
+    """With 补正 at 0.5 and faults forcing further attempts, no case is sent back for
+    materials twice: at most one attempt of each case draws REWORK (before the change,
+    a quarter of the cases drew it on both of their first two attempts)."""
+    m = model(
+        {
+            "service": fixed(10, "minutes"),
+            "rework": {"probability": 0.5, "delay": fixed(1, "hours")},
+            "fault": {"probability": 0.5},
+        }
+    )
+    rounds = [sum(bool(m.branches(s, a) & REWORK) for a in range(6)) for s in range(5_000)]
+    assert max(rounds) == 1
+    assert np.mean(rounds) == pytest.approx(1 - 0.5**6, abs=0.02)  # nearly every case once
 
 
 def test_only_a_first_attempt_can_be_blocked():
