@@ -110,8 +110,10 @@ def test_the_injected_catalog_reaches_every_worker_and_external_steps_try_again(
 
 
 def test_an_action_that_raises_is_dead_lettered_and_its_county_goes_on(twin, tmp_path):
-    """Corrections due after 2026-12-31 cannot be scheduled (the holiday data ends):
-    each such completion is parked with the reason; every other case completes."""
+    """Corrections due after the calendar's last day cannot be scheduled (the holiday
+    data ends with 2026, the provisional run-out 366 days later; a 补正 delay of 300
+    working days from late December 2026 lands past both): each such completion is
+    parked with the reason; every other case completes."""
     env, _ = twin
     path = scenario(
         tmp_path,
@@ -124,7 +126,7 @@ def test_an_action_that_raises_is_dead_lettered_and_its_county_goes_on(twin, tmp
                     "service": {"kind": "fixed", "value": 10},
                     "rework": {
                         "probability": 0.3,
-                        "delay": {"kind": "fixed", "value": 5, "unit": "working_days"},
+                        "delay": {"kind": "fixed", "value": 300, "unit": "working_days"},
                     },
                 }
             }
