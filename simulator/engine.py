@@ -376,8 +376,9 @@ def _run(catalog: Catalog, scenario: Scenario, seed: int) -> Replication:  # noq
             schedule(again, enable, run, seq, state, si, attempt + 1, again)
 
     def start_case(run: _MatterRun, seq: int, at: float) -> None:
-        state = CaseState(subject=run.subject(seq))
-        for si in run.walk.graph.entry:
+        graph = run.walk.graph_of(run.segment[seq])
+        state = CaseState(subject=run.subject(seq), graph=graph)
+        for si in graph.entry:
             enable(run, seq, state, si, 0, at)
 
     # One arrival stream over all matters, in time order.  Arrivals are known in

@@ -20,6 +20,7 @@ from scipy import stats
 
 from services.core.catalog import Catalog, Matter, Target
 from services.core.measure import SHARE_METRICS, StepTimes, elapsed, measure_target
+from services.core.routes import MatterRoutes
 from services.core.scenario import Scenario
 from services.core.timing import stream_seed
 from simulator.engine import Replication, run_replication
@@ -117,18 +118,6 @@ def step_times(rep: Replication, matter_index: int, matter: Matter, n: int) -> S
     return StepTimes(enabled, done, attempts)
 
 
-def _segment_mask(
-    scenario: Scenario, matter_id: str, target: Target, segment: np.ndarray
-) -> np.ndarray | None:
-    """Cases a target applies to, when the scenario models its ``applies_to`` segment."""
-    if not target.applies_to:
-        return None
-    for index, seg in enumerate(scenario.demand[matter_id].segments):
-        if seg.name == target.applies_to:
-            return segment == index
-    return None
-
-
 def measure_replication(catalog: Catalog, scenario: Scenario, rep: Replication) -> RepStats:
     """Reduce a replication to per-target and per-pool statistics."""
     office = scenario.office_calendar
@@ -143,12 +132,13 @@ def measure_replication(catalog: Catalog, scenario: Scenario, rep: Replication) 
         completed = outcome.completed[measured]
         times = times.subset(measured)
         segment = outcome.arrivals.segment[measured]
+        routes = MatterRoutes(matter, scenario.demand[matter_id].segments)
         unit = latency_unit(matter)
         finished = np.isfinite(completed)
         latency = elapsed(unit, submitted[finished], completed[finished], office)
         targets = []
         for target in matter.targets:
-            mask = _segment_mask(scenario, matter_id, target, segment)
+            mask = routes.mask(target, segment)
             county = outcome.arrivals.county[measured]
             if mask is not None:
                 county = county[mask]

@@ -25,6 +25,7 @@ from services.core.catalog import Catalog
 from services.core.clerks import ClerkPool
 from services.core.department import Action, CaseRecord, DepartmentRules, instant
 from services.core.events import CaseSubmitted, Event
+from services.core.routes import MatterRoutes
 from services.core.scenario import Scenario
 from services.core.topics import Topics
 from services.core.units import buyer, unit_code
@@ -104,6 +105,10 @@ class _Router:
         self.cases: dict[tuple[str, str], CaseRecord] = {}
         self.tracked: dict[str, CaseProgress] = {}
         self.matters = {m: scenario.matter(catalog, m) for m in scenario.demand}
+        self.routes = {
+            m: MatterRoutes(matter, scenario.demand[m].segments)
+            for m, matter in self.matters.items()
+        }
         self.delivery_delay = delivery_delay
         self.order = itertools.count()
         self.queue: list[tuple[float, int, str, Any]] = []
@@ -115,7 +120,9 @@ class _Router:
         progress = self.tracked.setdefault(event.case_id, CaseProgress())
         if progress.observe(event):
             matter = self.matters[event.matter]
-            verdict = progress.verdict_event(matter, event, self.scenario.office_calendar)
+            verdict = progress.verdict_event(
+                matter, event, self.scenario.office_calendar, self.routes[event.matter]
+            )
             if verdict is not None:
                 self.run.verdicts.append(verdict)
 

@@ -67,7 +67,7 @@ UNIT_ABBREVIATIONS: dict[str, str] = {
 #: Comparisons allow for floating-point noise of this size.
 TOLERANCE = 1e-9
 Channel = Literal["online", "offline"]
-StepKind = Literal["service", "approval", "external"]
+StepKind = Literal["service", "approval", "external", "window"]
 Statistic = Literal["each", "mean", "share"]
 Bound = Literal["at_most", "at_least"]
 
@@ -172,6 +172,26 @@ class Step(_Model):
     note: str | None = None
     #: what the step does to the state a department keeps (:data:`StepEffect`)
     effect: StepEffect | None = None
+    #: the step is on these routes only (empty: on every route but those that skip it)
+    on_routes: tuple[Identifier, ...] = ()
+
+
+class Route(_Model):
+    """Another path through a matter's step graph, taken by a share of its cases (the
+    scenario's segments name it): the plan's shortcuts — 直接装表, 告知承诺, 备案 instead
+    of approval, no inspection, 分时办理, an online or bank-window channel.
+
+    A route leaves out the steps it ``skips`` and the steps that are on other routes
+    only (:attr:`Step.on_routes`); a kept step then waits for its nearest kept
+    predecessors.  With ``own_targets`` the route's cases are measured against the
+    targets whose ``applies_to`` is the route's name, not the matter's others."""
+
+    id: Identifier
+    name: str = Field(min_length=1)
+    source: Quote
+    skips: tuple[Identifier, ...] = ()
+    own_targets: bool = False
+    note: str | None = None
 
 
 class Cost(_Model):
@@ -201,6 +221,7 @@ class Matter(_Model):
     baseline: tuple[Target, ...] = ()
     costs: tuple[Cost, ...] = ()
     eligibility: tuple[Eligibility, ...] = ()
+    routes: tuple[Route, ...] = ()
 
     @model_validator(mode="after")
     def _dag_is_sound(self) -> Matter:
@@ -215,6 +236,7 @@ class Matter(_Model):
                         raise ValueError(
                             f"target scope {target.scope!r} names unknown step {ref!r}"
                         )
+        self._check_routes()
         # A step-count target must agree with the matter's own (2021) step DAG.
         for target in self.targets:
             counted = {"service_steps": self.service_step_count, "stages": self.stage_count}
@@ -228,6 +250,69 @@ class Matter(_Model):
                     f"{counted[target.scope]}"
                 )
         return self
+
+    def _check_routes(self) -> None:
+        route_ids = [r.id for r in self.routes]
+        if len(set(route_ids)) != len(route_ids):
+            raise ValueError(f"routes: a route id is given twice ({route_ids})")
+        for step in self.steps:
+            for route_id in step.on_routes:
+                if route_id not in route_ids:
+                    raise ValueError(f"step {step.id}: on_routes names unknown route {route_id!r}")
+        names = {t.applies_to for t in self.targets}
+        for route in self.routes:
+            if route.own_targets and route.name not in names:
+                raise ValueError(
+                    f"route {route.id}: own_targets, but no target applies_to {route.name!r}"
+                )
+            self.route_steps(route.id)  # raises naming an unknown or emptied step graph
+        self.route_steps(None)
+
+    def route(self, route_id: str) -> Route:
+        for r in self.routes:
+            if r.id == route_id:
+                return r
+        known = ", ".join(r.id for r in self.routes) or "none"
+        raise KeyError(f"matter {self.id} has no route {route_id!r} (known: {known})")
+
+    def on_route(self, route_id: str | None) -> tuple[bool, ...]:
+        """Per step (in :attr:`steps` order): whether a case on the route runs it."""
+        skips = set(self.route(route_id).skips) if route_id is not None else set()
+        known = {s.id for s in self.steps}
+        unknown = sorted(skips - known)
+        if unknown:
+            raise ValueError(f"route {route_id}: skips unknown step {unknown[0]!r}")
+        return tuple(
+            s.id not in skips and (not s.on_routes or route_id in s.on_routes) for s in self.steps
+        )
+
+    def paths(self) -> tuple[tuple[Step, ...], ...]:
+        """The steps of every route (the default path first), dependencies bridged."""
+        return tuple(self.route_steps(r) for r in (None, *(r.id for r in self.routes)))
+
+    def route_steps(self, route_id: str | None) -> tuple[Step, ...]:
+        """The steps a case on the route runs (None: the matter's default path), each
+        depending on its nearest predecessors on the route (left-out steps bridged)."""
+        kept = dict(zip((s.id for s in self.steps), self.on_route(route_id), strict=True))
+        if not any(kept.values()):
+            raise ValueError(f"route {route_id}: leaves no step")
+        bridged: dict[str, tuple[str, ...]] = {}
+        out: list[Step] = []
+        for step in self._topological_order():
+            deps: list[str] = []
+            for dep in step.depends_on:
+                for d in (dep,) if kept[dep] else bridged[dep]:
+                    if d not in deps:
+                        deps.append(d)
+            bridged[step.id] = tuple(deps)
+            if kept[step.id]:
+                out.append(
+                    step
+                    if tuple(deps) == step.depends_on
+                    else step.model_copy(update={"depends_on": tuple(deps)})
+                )
+        order = {s.id: i for i, s in enumerate(self.steps)}
+        return tuple(sorted(out, key=lambda s: order[s.id]))
 
     def _topological_order(self) -> tuple[Step, ...]:
         return check_step_graph(self.steps)
@@ -270,13 +355,21 @@ class Matter(_Model):
 
     @property
     def service_step_count(self) -> int:
-        return sum(1 for s in self.steps if s.kind == "service")
+        """Service steps on the default route (the 环节 an applicant deals with)."""
+        return self.route_service_steps(None)
 
     @property
     def stage_count(self) -> int:
-        """Service steps on the longest dependency chain (parallel steps count once)."""
+        """Service steps on the default route's longest dependency chain (parallel steps
+        count once)."""
+        return self.route_stages(None)
+
+    def route_service_steps(self, route_id: str | None) -> int:
+        return sum(1 for s in self.route_steps(route_id) if s.kind == "service")
+
+    def route_stages(self, route_id: str | None) -> int:
         depth: dict[str, int] = {}
-        for s in self._topological_order():
+        for s in check_step_graph(self.route_steps(route_id)):
             before = max((depth[d] for d in s.depends_on), default=0)
             depth[s.id] = before + (1 if s.kind == "service" else 0)
         return max(depth.values(), default=0)
@@ -456,8 +549,16 @@ class Catalog(_Model):
                             "channel": s.channel,
                             "kind": s.kind,
                             "emits": s.emits,
+                            **({"on_routes": list(s.on_routes)} if s.on_routes else {}),
                         }
                         for s in m.steps
+                    ],
+                    "routes": [
+                        {
+                            **r.model_dump(mode="json", exclude_none=True),
+                            "steps": [s.id for s in m.route_steps(r.id)],
+                        }
+                        for r in m.routes
                     ],
                     "costs": [c.model_dump(mode="json") for c in m.costs],
                 }

@@ -71,13 +71,19 @@ class CaseRecord:
     done: dict[str, float] = field(default_factory=dict)  # steps known done -> when
     rejected: bool = False
     closed: float | None = None  # wall time this department was done with the case
+    segment: int = -1  # the case's segment: which route it takes
 
     def to_dict(self) -> dict[str, Any]:
         if self.closed is not None:
             return closed_marker(self.closed)
         # copies (not asdict's recursive walk, a tenth of the cost): the stored value
         # must not change with the record
-        return {"seen": list(self.seen), "done": dict(self.done), "rejected": self.rejected}
+        return {
+            "seen": list(self.seen),
+            "done": dict(self.done),
+            "rejected": self.rejected,
+            "segment": self.segment,
+        }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any] | None) -> CaseRecord:
@@ -90,7 +96,12 @@ class CaseRecord:
     def state(self, walk: MatterWalk, subject: Subject | None) -> CaseState:
         """The walk's view of this record."""
         index = walk.graph.index
-        return CaseState({index[s]: t for s, t in self.done.items()}, self.rejected, subject)
+        return CaseState(
+            {index[s]: t for s, t in self.done.items()},
+            self.rejected,
+            subject,
+            walk.graph_of(self.segment),
+        )
 
     def keep(self, walk: MatterWalk, state: CaseState) -> None:
         """Take back what the walk changed."""
@@ -199,7 +210,12 @@ class DepartmentRules:
         walk = self.walks.get(matter_id)
         if walk is None:
             return True
-        own = [s.id for s in walk.matter.steps if s.department == self.department]
+        graph = walk.graph_of(record.segment)
+        own = [
+            s.id
+            for s, here in zip(walk.matter.steps, graph.present, strict=True)
+            if here and s.department == self.department
+        ]
         return all(step in record.done for step in own)
 
     # -- input --------------------------------------------------------------------------
@@ -222,10 +238,12 @@ class DepartmentRules:
         base = self._base(event, walk)
         if base is None:
             return []
+        record.segment = base["segment"]
         state = record.state(walk, Subject(event.case_id, base["unit_code"], base["owner"]))
         actions: list[Action] = []
         if isinstance(payload, CaseSubmitted):
-            for si in walk.graph.entry:
+            assert state.graph is not None
+            for si in state.graph.entry:
                 actions += self._begin(walk, state, base, si, 0, at)
         elif isinstance(payload, StepCompleted) and payload.outcome == "done":
             si = walk.graph.index[payload.step]

@@ -103,9 +103,9 @@ def _interval(
     ids = rest.split(",")
     if kind == "step":
         return [steps.enabled[ids[0]]], [steps.done[ids[0]]]
-    if kind == "span":
-        a = np.minimum.reduce([steps.enabled[i] for i in ids])
-        b = np.maximum.reduce([steps.done[i] for i in ids])
+    if kind == "span":  # over the steps the case's route runs (the others are NaN)
+        a = np.fmin.reduce([steps.enabled[i] for i in ids])
+        b = np.fmax.reduce([steps.done[i] for i in ids])
         return [a], [b]
     if kind == "sum":
         return [steps.enabled[i] for i in ids], [steps.done[i] for i in ids]
@@ -151,12 +151,19 @@ def measure_target(
     if not target.is_time:
         return Measurement(target, not_simulated=f"{target.metric} is not a simulated quantity")
     starts, ends = _interval(target, submitted, completed, steps)
-    values = sum(elapsed(target.unit, a, b, office) for a, b in zip(starts, ends, strict=True))
-    values = np.asarray(values, dtype=float)
+    parts = np.array(
+        [elapsed(target.unit, a, b, office) for a, b in zip(starts, ends, strict=True)]
+    )
+    # a sum over the steps the case's route runs: a left-out step (NaN) adds nothing
+    ran = np.isfinite(parts)
+    values = np.where(ran.any(axis=0), np.where(ran, parts, 0.0).sum(axis=0), np.nan)
     if target.immediate:
         attained = np.logical_and.reduce(
-            [same_working_day(a, b, office) for a, b in zip(starts, ends, strict=True)]
-        )
+            [
+                same_working_day(a, b, office) | ~here
+                for a, b, here in zip(starts, ends, ran, strict=True)
+            ]
+        ) & ran.any(axis=0)
     else:
         attained = target.meets(values)
     return Measurement(target, values=values, attained=attained)

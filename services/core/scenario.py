@@ -154,12 +154,15 @@ class DemandProfile(_Model):
 
 
 class Segment(_Model):
-    """A share of a matter's cases with its own targets (``applies_to``) and speed:
-    ``time_scale`` multiplies its clerk time and lags (0.5: twice as fast)."""
+    """A share of a matter's cases with its own targets (``applies_to``), speed and
+    path: ``time_scale`` multiplies its clerk time and lags (0.5: twice as fast);
+    ``route`` names one of the matter's routes in the catalog (a shortcut of the plan:
+    its cases run that route's steps)."""
 
     name: str
     share: float = Field(gt=0, le=1)
     time_scale: float = Field(default=1.0, gt=0)
+    route: str | None = None
 
 
 class MatterDemand(_Model):
@@ -426,14 +429,15 @@ class Scenario(_Model):
                     )
 
     def _check_demanded(self, matter: Matter) -> None:
-        """A matter with demand: a workflow, every step timed, every clerk step staffed."""
+        """A matter with demand: a workflow, its segments' routes known, every step a
+        case may run timed, every clerk step staffed."""
         if matter.kind != "workflow":
             raise ValueError(f"demand.{matter.id}: {matter.id} is not a workflow")
         timings = self.timing.get(matter.id, {})
         for step_id in timings:
             if step_id not in {s.id for s in matter.steps}:
                 raise ValueError(f"timing.{matter.id}.{step_id}: {matter.id} has no such step")
-        for step in matter.steps:
+        for step in self.steps_run(matter):
             timing = timings.get(step.id)
             if timing is None:
                 raise ValueError(f"timing.{matter.id}.{step.id}: no timing for this step")
@@ -464,6 +468,31 @@ class Scenario(_Model):
                 )
 
     # -- derived ----------------------------------------------------------------------
+
+    def routes_taken(self, matter: Matter) -> tuple[str | None, ...]:
+        """The routes a matter's cases take: the default path (None) while some share of
+        the cases has no segment or a segment without a route, and each segment's route."""
+        demand = self.demand.get(matter.id)
+        segments = demand.segments if demand else ()
+        taken: list[str | None] = []
+        if sum(s.share for s in segments) < 1 - 1e-9 or any(not s.route for s in segments):
+            taken.append(None)
+        for i, segment in enumerate(segments):
+            if segment.route and segment.route not in taken:
+                try:
+                    matter.route_steps(segment.route)
+                except (KeyError, ValueError) as exc:
+                    reason = exc.args[0] if exc.args else str(exc)
+                    raise ValueError(f"demand.{matter.id}.segments[{i}].route: {reason}") from None
+                taken.append(segment.route)
+        return tuple(taken)
+
+    def steps_run(self, matter: Matter) -> tuple[Step, ...]:
+        """The matter's steps that some case of this scenario runs (on a route taken)."""
+        runs = [False] * len(matter.steps)
+        for route in self.routes_taken(matter):
+            runs = [a or b for a, b in zip(runs, matter.on_route(route), strict=True)]
+        return tuple(s for s, r in zip(matter.steps, runs, strict=True) if r)
 
     def matter(self, catalog: Catalog, matter_id: str) -> Matter:
         """The catalog's matter with this scenario's process variant applied."""

@@ -32,6 +32,8 @@ from services.core.timing import (
 )
 
 _DAY_US = 86_400_000_000
+#: The timing of a step on no route the scenario takes: never drawn from.
+UNTIMED = StepTiming()
 
 #: Branch flags of one attempt (:meth:`StepModel.branches`).
 REJECT, FAULT, REWORK, BLOCK = 1, 2, 4, 8
@@ -94,7 +96,8 @@ class StepModel:
     ) -> None:
         self.matter_id = matter_id
         self.step = step
-        self.timing: StepTiming = scenario.timing[matter_id][step.id]
+        # a step no case of the scenario runs (on a route not taken) may have no timing
+        self.timing: StepTiming = scenario.timing.get(matter_id, {}).get(step.id, UNTIMED)
         self.seed = seed
         self.calendar = calendar
         continuous = calendar.day_us == _DAY_US

@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from services.core.catalog import Catalog, Matter
+from services.core.catalog import Catalog, Step, check_step_graph
 
 _PREFIX = re.compile(r"^[a-z][a-z0-9_-]*$")
 
@@ -64,13 +64,17 @@ class Topics:
         and the rejections if it may hear of one (:func:`hears_rejections`).  Its own
         successors it enables itself."""
         topics: set[str] = set()
-        for matter, step in catalog.steps_of(department_id):
-            if not step.depends_on:
-                topics.add(self.submissions)
-            for dep in step.depends_on:
-                other = matter.step(dep).department
-                if other != department_id:
-                    topics.add(self.department(other))
+        for matter in catalog.matters:
+            for path in matter.paths():  # a route may bridge a left-out step
+                for step in path:
+                    if step.department != department_id:
+                        continue
+                    if not step.depends_on:
+                        topics.add(self.submissions)
+                    for dep in step.depends_on:
+                        other = matter.step(dep).department
+                        if other != department_id:
+                            topics.add(self.department(other))
         if hears_rejections(catalog, department_id):
             topics.add(self.rejections)
         return tuple(sorted(topics))
@@ -82,9 +86,9 @@ class Topics:
         return tuple(sorted(names))
 
 
-def _ancestors(matter: Matter) -> dict[str, set[str]]:
+def _ancestors(path: tuple[Step, ...]) -> dict[str, set[str]]:
     out: dict[str, set[str]] = {}
-    for step in matter.ordered_steps:
+    for step in check_step_graph(path):
         out[step.id] = set(step.depends_on).union(*(out[d] for d in step.depends_on))
     return out
 
@@ -94,12 +98,12 @@ def hears_rejections(catalog: Catalog, department_id: str) -> bool:
     department's step may reject a case while one of its own steps of that case is still
     under way (the two are parallel: neither precedes the other), or when it locked the
     case's unit (the lock is released)."""
-    for matter in catalog.matters:
-        mine = [s for s in matter.steps if s.department == department_id]
-        others = [s for s in matter.steps if s.department != department_id]
+    for path in (p for matter in catalog.matters for p in matter.paths()):
+        mine = [s for s in path if s.department == department_id]
+        others = [s for s in path if s.department != department_id]
         if not mine or not others:
             continue
-        before = _ancestors(matter)
+        before = _ancestors(path)
         for step in mine:
             if step.effect == "lock":
                 return True

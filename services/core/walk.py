@@ -38,7 +38,7 @@ drivers wire the two together, so this module imports no department.
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Mapping
+from collections.abc import Hashable
 from enum import IntEnum
 from typing import NamedTuple, Protocol
 
@@ -47,6 +47,7 @@ import numpy as np
 from services.core.calendar import WorkingCalendar
 from services.core.catalog import Matter, StepEffect
 from services.core.clerks import ClerkPool
+from services.core.routes import MatterGraph, MatterRoutes
 from services.core.scenario import RetryPolicy, Scenario, StepTiming
 from services.core.steps import BLOCK, FAULT, REJECT, REWORK, StepModel, advance
 
@@ -147,80 +148,25 @@ class DepartmentFaults(NamedTuple):
 # -- the step graph ---------------------------------------------------------------------
 
 
-class MatterGraph:
-    """A matter's steps by index: predecessors, successors, entry and final steps."""
-
-    def __init__(self, matter: Matter) -> None:
-        self.matter = matter
-        steps = matter.steps
-        self.index: dict[str, int] = {s.id: i for i, s in enumerate(steps)}
-        self.predecessors: tuple[tuple[int, ...], ...] = tuple(
-            tuple(self.index[d] for d in s.depends_on) for s in steps
-        )
-        successors: list[list[int]] = [[] for _ in steps]
-        for i, preds in enumerate(self.predecessors):
-            for p in preds:
-                successors[p].append(i)
-        self.successors: tuple[tuple[int, ...], ...] = tuple(tuple(s) for s in successors)
-        self.entry: tuple[int, ...] = tuple(i for i, p in enumerate(self.predecessors) if not p)
-        self.finals: tuple[int, ...] = tuple(i for i, s in enumerate(successors) if not s)
-        self.is_final: tuple[bool, ...] = tuple(not s for s in successors)
-        self.effects: tuple[StepEffect | None, ...] = tuple(s.effect for s in steps)
-        self.external: tuple[bool, ...] = tuple(s.kind == "external" for s in steps)
-        self.departments: tuple[str, ...] = tuple(s.department for s in steps)
-        self.has_effects = any(e is not None for e in self.effects)
-        self._chain: tuple[int | None, ...] = tuple(
-            s[0] if len(s) == 1 and len(self.predecessors[s[0]]) == 1 else None
-            for s in self.successors
-        )
-        #: the step that locks the case's unit (released if the case is rejected)
-        self.lock_step: int | None = next(
-            (i for i, e in enumerate(self.effects) if e == "lock"), None
-        )
-
-    def ready(self, done: Mapping[int, float], si: int) -> tuple[tuple[int, float], ...]:
-        """Successors of ``si`` whose predecessors are all ``done``, each with its
-        enabling time: the latest of its predecessors' completions."""
-        chained = self._chain[si]
-        if chained is not None:  # one successor, with one predecessor
-            return ((chained, done[si]),)
-        out = []
-        for nxt in self.successors[si]:
-            preds = self.predecessors[nxt]
-            if len(preds) == 1:
-                out.append((nxt, done[si]))
-            elif all(p in done for p in preds):
-                out.append((nxt, max(done[p] for p in preds)))
-        return tuple(out)
-
-    def completed(self, done: Mapping[int, float]) -> float | None:
-        """When the case completed — all final steps done, at the latest — or None."""
-        latest = -1.0e300
-        for f in self.finals:
-            at = done.get(f)
-            if at is None:
-                return None
-            if at > latest:
-                latest = at
-        return latest
-
-
 class CaseState:
     """What the walk knows of one case: the steps done (index → completion), whether it
     was rejected, and its :class:`Subject` (for effects).  A driver keeps one per case —
     a live department one per case *it has heard of*."""
 
-    __slots__ = ("done", "rejected", "subject")
+    __slots__ = ("done", "graph", "rejected", "subject")
 
     def __init__(
         self,
         done: dict[int, float] | None = None,
         rejected: bool = False,
         subject: Subject | None = None,
+        graph: MatterGraph | None = None,
     ) -> None:
         self.done: dict[int, float] = done if done is not None else {}
         self.rejected = rejected
         self.subject = subject
+        #: the case's route through the matter (None: the walk's default graph)
+        self.graph = graph
 
 
 class Served(NamedTuple):
@@ -256,7 +202,12 @@ class MatterWalk:
 
     def __init__(self, scenario: Scenario, matter: Matter, seed: int) -> None:
         self.matter = matter
-        self.graph = graph = MatterGraph(matter)
+        demand = scenario.demand.get(matter.id)
+        segments = demand.segments if demand else ()
+        #: each segment's route graph, and which targets its cases are measured against
+        self.routes = routes = MatterRoutes(matter, segments)
+        self.graph = graph = routes.default
+        every = routes.every
         self.office = scenario.office_calendar
         self.calendars: tuple[WorkingCalendar, ...] = tuple(
             self.office if external else scenario.calendar(department)
@@ -267,10 +218,7 @@ class MatterWalk:
             StepModel(scenario, matter.id, step, seed, calendar)
             for step, calendar in zip(matter.steps, self.calendars, strict=True)
         )
-        demand = scenario.demand.get(matter.id)
-        self.scales: tuple[float, ...] = (
-            tuple(s.time_scale for s in demand.segments) if demand else ()
-        )
+        self.scales: tuple[float, ...] = tuple(s.time_scale for s in segments)
         timings = scenario.timing.get(matter.id, {})
         can_reject = graph.has_effects or any(
             t.reject is not None and t.reject.probability > 0 for t in timings.values()
@@ -279,8 +227,11 @@ class MatterWalk:
         #: reject no case, the step has no effect and cannot fail.  Nothing can happen
         #: to the case between its service and its completion, so a driver may book the
         #: completion at once instead of waiting for it.
+        #: On every route that runs it, that is.
         self.certain_at_service: tuple[bool, ...] = tuple(
-            graph.is_final[i] and not can_reject and not _may_fail(timings.get(step.id), faults)
+            all(g.is_final[i] for g in every if g.present[i])
+            and not can_reject
+            and not _may_fail(timings.get(step.id), faults)
             for i, (step, faults) in enumerate(zip(matter.steps, self.faults, strict=True))
         )
 
@@ -292,6 +243,10 @@ class MatterWalk:
             scales[segments == index] = scale
         for model in self.models:
             model.prepare(scales)
+
+    def graph_of(self, segment: int) -> MatterGraph:
+        """The route graph of a segment's cases (-1: no segment, the default path)."""
+        return self.routes.graph_of(segment)
 
     def scale(self, segment: int) -> float:
         """The time scale of a segment's cases (clerk time and lags)."""
@@ -406,7 +361,7 @@ class MatterWalk:
         if state.rejected or si in done:  # heard twice, or too late
             return _NOTHING_READY
         done[si] = at
-        graph = self.graph
+        graph = state.graph or self.graph
         if graph.is_final[si]:
             return _new(Finished, (Outcome.DONE, "", None, (), graph.completed(done), False))
         return _new(Finished, (Outcome.DONE, "", None, graph.ready(done, si), None, False))
@@ -417,14 +372,15 @@ class MatterWalk:
         if state.rejected:
             return False
         state.rejected = True
-        return self.graph.lock_step is not None
+        return (state.graph or self.graph).lock_step is not None
 
     def release(self, state: CaseState, effects: Effects) -> bool:
         """Release the lock of a rejected case (idempotent); True if one was held."""
-        lock = self.graph.lock_step
+        graph = state.graph or self.graph
+        lock = graph.lock_step
         if lock is None or state.subject is None:
             return False
-        return effects.release(self.graph.departments[lock], state.subject)
+        return effects.release(graph.departments[lock], state.subject)
 
     def _rejected(self, state: CaseState, effects: Effects, reason: str) -> Finished:
         released = self.release(state, effects) if self.reject(state) else False

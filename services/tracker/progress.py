@@ -30,7 +30,7 @@ from services.core.events import (
     verdict_id,
 )
 from services.core.measure import StepTimes, elapsed, measure_target
-from services.core.walk import MatterGraph
+from services.core.routes import MatterRoutes
 
 
 @dataclass
@@ -50,11 +50,13 @@ class CaseProgress:
     rejected_step: str | None = None
     reason: str | None = None
     closed: float | None = None  # wall time the verdict was given and the case forgotten
+    segment: int = -1  # the case's segment: its route and the targets that apply
 
     def to_dict(self) -> dict[str, Any]:
         if self.closed is not None:
             return closed_marker(self.closed)
         return {  # copies, not asdict's recursive walk: the stored value must not change
+            "segment": self.segment,
             "submitted": self.submitted,
             "steps": {step: dict(progress) for step, progress in self.steps.items()},
             "seen": list(self.seen),
@@ -85,7 +87,9 @@ class CaseProgress:
         payload = event.payload
         if isinstance(payload, CaseSubmitted):
             self.submitted = event.occurred_at.timestamp()
+            self.segment = int(payload.attributes.get("segment", self.segment))
         elif isinstance(payload, StepCompleted):
+            self.segment = payload.segment
             progress = self.step(payload.step)
             progress.enabled = min(progress.enabled, payload.enabled_at.timestamp())
             progress.done = max(progress.done, event.occurred_at.timestamp())
@@ -97,39 +101,45 @@ class CaseProgress:
             self.steps[payload.step] = dict(progress.__dict__)  # scalars only
         return True
 
-    def completed_at(self, matter: Matter) -> float | None:
+    def completed_at(self, matter: Matter, routes: MatterRoutes | None = None) -> float | None:
         """When the case completed (the walk's rule), or None while a step of the case
         has not been heard of.  The completions come on each department's own topic, and
         topics are not ordered with each other: the final steps' events may arrive before
         an earlier step's (soak on Kafka: 清税 after both closures of a deregistration),
         and a verdict measured then would miss that step.  Every step of a matter runs in
         every completed case (the graph has no choices), so the case is complete once
-        every step is finished, at the time the walk's rule gives."""
-        graph = _graph(matter)
+        every step of the case's route is finished, at the time the walk's rule gives."""
+        graph = _routes(matter, routes).graph_of(self.segment)
         done = {
             graph.index[s]: p["done"]
             for s, p in self.steps.items()
-            if p.get("finished") and s in graph.index
+            if p.get("finished") and s in graph.index and graph.present[graph.index[s]]
         }
-        if len(done) < len(graph.index):
+        if len(done) < graph.size:
             return None
         return graph.completed(done)
 
-    def terminal(self, matter: Matter) -> str | None:
+    def terminal(self, matter: Matter, routes: MatterRoutes | None = None) -> str | None:
         """``completed``, ``rejected`` or None (still running, or submission not seen)."""
         if self.submitted is None:
             return None
         if self.rejected_step is not None:
             return "rejected"
-        if self.completed_at(matter) is not None:
+        if self.completed_at(matter, routes) is not None:
             return "completed"
         return None
 
     def verdict_event(
-        self, matter: Matter, trigger: Event, office: WorkingCalendar
+        self,
+        matter: Matter,
+        trigger: Event,
+        office: WorkingCalendar,
+        routes: MatterRoutes | None = None,
     ) -> Event | None:
-        """The case.completed / case.rejected event, once, when the case is terminal."""
-        state = self.terminal(matter)
+        """The case.completed / case.rejected event, once, when the case is terminal;
+        ``routes`` (the scenario's segments of the matter) says which targets apply."""
+        routes = _routes(matter, routes)
+        state = self.terminal(matter, routes)
         if state is None or self.verdict is not None:
             return None
         self.verdict = state
@@ -146,17 +156,20 @@ class CaseProgress:
                 trigger.occurred_at,
                 verdict_id(trigger.case_id),
             )
-        completed = self.completed_at(matter)
+        completed = self.completed_at(matter, routes)
         assert completed is not None
-        times = StepTimes(
-            {s.id: np.array([self.step(s.id).enabled]) for s in matter.steps},
-            {s.id: np.array([self.step(s.id).done]) for s in matter.steps},
-            {s.id: np.array([float(self.step(s.id).attempts)]) for s in matter.steps},
+        heard = {s.id: self.step(s.id) for s in matter.steps}
+        times = StepTimes(  # a step the case's route leaves out has no times (NaN)
+            {s: np.array([p.enabled if p.finished else np.nan]) for s, p in heard.items()},
+            {s: np.array([p.done if p.finished else np.nan]) for s, p in heard.items()},
+            {s: np.array([float(p.attempts)]) for s, p in heard.items()},
         )
         submitted, done = np.array([self.submitted]), np.array([completed])
         verdicts: list[Verdict] = []
         latency: dict[str, float] = {}
         for target in matter.targets:
+            if not routes.applies(target, self.segment):
+                continue
             m = measure_target(
                 matter, target, submitted=submitted, completed=done, steps=times, office=office
             )
@@ -185,14 +198,17 @@ class CaseProgress:
         )
 
 
-_GRAPHS: dict[int, MatterGraph] = {}
+_DEFAULT_ROUTES: dict[int, MatterRoutes] = {}
 
 
-def _graph(matter: Matter) -> MatterGraph:
-    graph = _GRAPHS.get(id(matter))
-    if graph is None or graph.matter is not matter:
-        graph = _GRAPHS[id(matter)] = MatterGraph(matter)
-    return graph
+def _routes(matter: Matter, routes: MatterRoutes | None) -> MatterRoutes:
+    """The given routes, or the matter's default path alone (no segments)."""
+    if routes is not None:
+        return routes
+    found = _DEFAULT_ROUTES.get(id(matter))
+    if found is None or found.matter is not matter:
+        found = _DEFAULT_ROUTES[id(matter)] = MatterRoutes(matter)
+    return found
 
 
 def _instant(posix: float) -> datetime:

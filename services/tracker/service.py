@@ -18,6 +18,7 @@ from services.core.calendar import OfficeCalendar
 from services.core.catalog import Catalog, Matter, load_catalog
 from services.core.department import instant
 from services.core.events import CaseCompleted, CaseRejected, Event
+from services.core.routes import MatterRoutes
 from services.core.scenario import Scenario
 from services.runtime.app import CountyTable
 from services.runtime.control import RunAnnounced
@@ -56,6 +57,7 @@ class TrackerService(Service):
         )
         self.cases.on_recover(self.on_tables_recovered)
         self.matters: dict[str, Matter] = {}
+        self.routes: dict[str, MatterRoutes] = {}
         self.office: OfficeCalendar | None = None
         self.judged = 0
         self.open_linked: dict[str, float] = {}  # linked transfers in flight: submitted at
@@ -74,6 +76,10 @@ class TrackerService(Service):
 
     def on_run(self, run: RunAnnounced, scenario: Scenario) -> None:
         self.matters = {m: scenario.matter(self.catalog, m) for m in scenario.demand}
+        self.routes = {
+            m: MatterRoutes(matter, scenario.demand[m].segments)
+            for m, matter in self.matters.items()
+        }
         self.office = scenario.office_calendar
         self.open_linked = {}
         assert isinstance(self.metrics, TrackerMetrics)
@@ -131,7 +137,9 @@ class TrackerService(Service):
             progress = CaseProgress.from_dict(self.cases.get(case_key))
             if matter is not None and self.office is not None and progress.observe(event):
                 try:
-                    verdict = progress.verdict_event(matter, event, self.office)
+                    verdict = progress.verdict_event(
+                        matter, event, self.office, self.routes[event.matter]
+                    )
                 except Exception as exc:  # no input may stop the service: park it
                     log.exception("the verdict on %s could not be given", event.case_id)
                     await self.park(message, f"verdict not given: {exc!r}", "occurred_at")

@@ -431,10 +431,10 @@ async def test_a_verdict_that_raises_is_dead_lettered_and_the_tracker_goes_on(tm
     events = [e for e, _ in linked_submissions()][:2]
     real = CaseProgress.verdict_event
 
-    def verdict_event(self, matter, trigger, office):
+    def verdict_event(self, matter, trigger, office, routes=None):
         if trigger.case_id == events[0].case_id:
             raise CalendarRangeError("timestamps outside this calendar's data")
-        return real(self, matter, trigger, office)
+        return real(self, matter, trigger, office, routes)
 
     with (
         patch.object(CaseProgress, "verdict_event", verdict_event),
