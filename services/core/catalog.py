@@ -297,6 +297,7 @@ class Matter(_Model):
         if not any(kept.values()):
             raise ValueError(f"route {route_id}: leaves no step")
         bridged: dict[str, tuple[str, ...]] = {}
+        ancestors: dict[str, set[str]] = {}  # of the kept steps, on the route
         out: list[Step] = []
         for step in self._topological_order():
             deps: list[str] = []
@@ -304,7 +305,11 @@ class Matter(_Model):
                 for d in (dep,) if kept[dep] else bridged[dep]:
                     if d not in deps:
                         deps.append(d)
+            if len(deps) > 1:  # a bridged dependency another one already waits for
+                deps = [d for d in deps if not any(d in ancestors[o] for o in deps)]
             bridged[step.id] = tuple(deps)
+            if kept[step.id]:
+                ancestors[step.id] = set(deps).union(*(ancestors[d] for d in deps))
             if kept[step.id]:
                 out.append(
                     step

@@ -19,7 +19,7 @@ Some targets are not per-case times:
 * ``service_steps`` / ``stages`` are structural: counted on the (variant) step graph;
 * share metrics are per-case booleans: ``one_visit_share`` (no rework), ``closure_rate``
   (completed, not rejected), ``on_time_rate`` (the matter's case-time target met);
-* ``visits`` counts the applicant's trips: attempts at offline service steps;
+* ``visits`` counts the applicant's trips: attempts at offline service and window steps;
 * what the engines cannot observe (``annual`` tax time, material sets, follow-up calls)
   is reported as not simulated.
 """
@@ -41,6 +41,9 @@ NOT_SIMULATED = {
     "follow_up_rate": "follow-up calls are not simulated",
 }
 SHARE_METRICS = {"one_visit_share", "closure_rate", "on_time_rate"}
+#: Step kinds the applicant visits in person when offline: a department's service, and
+#: the one window (a window step's intake or issue)
+VISITED = frozenset({"service", "window"})
 
 
 @dataclass(frozen=True)
@@ -145,25 +148,23 @@ def measure_target(
     if target.metric == "visits":
         visits = np.zeros(len(submitted))
         for s in matter.steps:
-            if s.kind == "service" and s.channel == "offline" and s.id in steps.attempts:
+            if s.kind in VISITED and s.channel == "offline" and s.id in steps.attempts:
                 visits = visits + steps.attempts[s.id]
         return Measurement(target, values=visits, attained=target.meets(visits))
     if not target.is_time:
         return Measurement(target, not_simulated=f"{target.metric} is not a simulated quantity")
     starts, ends = _interval(target, submitted, completed, steps)
-    parts = np.array(
-        [elapsed(target.unit, a, b, office) for a, b in zip(starts, ends, strict=True)]
-    )
     # a sum over the steps the case's route runs: a left-out step (NaN) adds nothing
-    ran = np.isfinite(parts)
-    values = np.where(ran.any(axis=0), np.where(ran, parts, 0.0).sum(axis=0), np.nan)
+    ran = np.array([np.isfinite(a) & np.isfinite(b) for a, b in zip(starts, ends, strict=True)])
+    parts = np.zeros(ran.shape)
+    for i, (a, b) in enumerate(zip(starts, ends, strict=True)):
+        parts[i, ran[i]] = elapsed(target.unit, a[ran[i]], b[ran[i]], office)
+    values = np.where(ran.any(axis=0), parts.sum(axis=0), np.nan)
     if target.immediate:
-        attained = np.logical_and.reduce(
-            [
-                same_working_day(a, b, office) | ~here
-                for a, b, here in zip(starts, ends, ran, strict=True)
-            ]
-        ) & ran.any(axis=0)
+        same = np.ones(ran.shape, dtype=bool)
+        for i, (a, b) in enumerate(zip(starts, ends, strict=True)):
+            same[i, ran[i]] = same_working_day(a[ran[i]], b[ran[i]], office)
+        attained = same.all(axis=0) & ran.any(axis=0)
     else:
         attained = target.meets(values)
     return Measurement(target, values=values, attained=attained)

@@ -114,7 +114,8 @@ class MatterRoutes:
         routes = {r.id: r for r in matter.routes}
         #: per segment: the names a target's ``applies_to`` may give it
         self.names: tuple[frozenset[str], ...] = tuple(
-            frozenset({s.name, routes[s.route].name} if s.route else {s.name}) for s in segments
+            frozenset({s.name, *s.part_of, *((routes[s.route].name,) if s.route else ())})
+            for s in segments
         )
         #: per segment: whether its route has targets of its own
         self.own: tuple[bool, ...] = tuple(

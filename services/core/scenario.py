@@ -163,6 +163,9 @@ class Segment(_Model):
     share: float = Field(gt=0, le=1)
     time_scale: float = Field(default=1.0, gt=0)
     route: str | None = None
+    #: other names its cases go by for ``applies_to`` (a 200 m 备案 connection is also a
+    #: 一般项目)
+    part_of: tuple[str, ...] = ()
 
 
 class MatterDemand(_Model):
@@ -214,6 +217,11 @@ class StepTiming(_Model):
     reject: Branch | None = None
     block: Branch | None = None
     fault: Branch | None = None  # a transient fault: the attempt fails and is retried
+    #: 容缺: an external step the applicant must finish within ``deadline`` (same unit
+    #: as ``duration``); one that takes longer is ``missed``: ``reject`` — the case is
+    #: rejected at the deadline — or ``hold`` — the case waits for it
+    deadline: Distribution | None = None
+    missed: Literal["reject", "hold"] = "hold"
 
     @model_validator(mode="after")
     def _rework_ends(self) -> StepTiming:
@@ -223,6 +231,10 @@ class StepTiming(_Model):
             raise ValueError("rework.probability must be below 1 (the step must end)")
         if self.block is not None and self.block.probability > 0 and self.block.delay is None:
             raise ValueError("block needs a delay (e.g. the arrears settlement time)")
+        if self.deadline is not None and (
+            self.duration is None or self.deadline.unit != self.duration.unit
+        ):
+            raise ValueError("deadline: only an external step has one, in the unit of its duration")
         return self
 
 
@@ -392,7 +404,7 @@ class Scenario(_Model):
         self._check_variants(catalog, departments)
         for matter_id, demand in self.demand.items():
             if demand.per_year > 0:
-                self._check_demanded(self.matter(catalog, matter_id))
+                self._check_demanded(self.matter(catalog, matter_id), catalog.matter(matter_id))
 
     def _check_names(self, catalog: Catalog, departments: set[str]) -> None:
         """Counties, departments and matters the catalog knows."""
@@ -428,14 +440,17 @@ class Scenario(_Model):
                         f"process.{matter_id}.steps: unknown department {step.department!r}"
                     )
 
-    def _check_demanded(self, matter: Matter) -> None:
-        """A matter with demand: a workflow, its segments' routes known, every step a
-        case may run timed, every clerk step staffed."""
+    def _check_demanded(self, matter: Matter, catalogued: Matter) -> None:
+        """A matter with demand (``catalogued``: as the catalog has it, before a process
+        variant): a workflow, its segments' routes known, every step a case may run
+        timed, every clerk step staffed.  Timing for a step the variant lacks but the
+        catalog has is allowed (a base scenario's timing of the reformed process)."""
         if matter.kind != "workflow":
             raise ValueError(f"demand.{matter.id}: {matter.id} is not a workflow")
         timings = self.timing.get(matter.id, {})
+        known = {s.id for s in (*matter.steps, *catalogued.steps)}
         for step_id in timings:
-            if step_id not in {s.id for s in matter.steps}:
+            if step_id not in known:
                 raise ValueError(f"timing.{matter.id}.{step_id}: {matter.id} has no such step")
         for step in self.steps_run(matter):
             timing = timings.get(step.id)

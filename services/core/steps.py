@@ -108,6 +108,7 @@ class StepModel:
             "duration": t.duration,
             "rework_delay": t.rework.delay if t.rework else None,
             "block_delay": t.block.delay if t.block else None,
+            "deadline": t.deadline,
         }
         self._dists: dict[str, Distribution] = {k: d for k, d in dists.items() if d is not None}
         # each duration purpose converts with a fixed factor to a fixed clock
@@ -248,6 +249,19 @@ class StepModel:
         if seq < first.n and first.block_delay is not None:
             return self._duration("block_delay", first.block_delay[seq])
         return self._duration("block_delay", self._drawn("block_delay", seq, 0))
+
+    def misses_deadline(self, seq: int, attempt: int) -> bool:
+        """容缺: whether the applicant's part (an external step's duration) takes longer
+        than the step's deadline (False without one)."""
+        if "deadline" not in self._dists:
+            return False
+        duration = self.duration(seq, attempt)
+        deadline = self._drawn("deadline", seq, 0)
+        return duration is not None and deadline is not None and duration.us > deadline
+
+    def deadline(self, seq: int) -> Duration | None:
+        """The 容缺 deadline of the case (None without one)."""
+        return self._duration("deadline", self._drawn("deadline", seq, 0))
 
     def draw(self, seq: int, attempt: int, time_scale: float = 1.0) -> StepDraw:
         """Everything drawn for attempt ``attempt`` (0-based) of case ``seq``."""

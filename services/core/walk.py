@@ -52,6 +52,7 @@ from services.core.scenario import RetryPolicy, Scenario, StepTiming
 from services.core.steps import BLOCK, FAULT, REJECT, REWORK, StepModel, advance
 
 REWORK_REASON = "补正: 一次性告知, 补齐材料后再办"
+MISSED_REASON = "容缺受理: 未在规定期限内补齐材料"
 
 
 class Outcome(IntEnum):
@@ -220,8 +221,17 @@ class MatterWalk:
         )
         self.scales: tuple[float, ...] = tuple(s.time_scale for s in segments)
         timings = scenario.timing.get(matter.id, {})
-        can_reject = graph.has_effects or any(
-            t.reject is not None and t.reject.probability > 0 for t in timings.values()
+        #: 容缺 steps whose missed deadline rejects the case
+        self.reject_missed: tuple[bool, ...] = tuple(
+            (t := timings.get(step.id)) is not None
+            and t.deadline is not None
+            and t.missed == "reject"
+            for step in matter.steps
+        )
+        can_reject = (
+            graph.has_effects
+            or any(self.reject_missed)
+            or any(t.reject is not None and t.reject.probability > 0 for t in timings.values())
         )
         #: A final attempt whose outcome is certain once it is served: the matter can
         #: reject no case, the step has no effect and cannot fail.  Nothing can happen
@@ -264,6 +274,8 @@ class MatterWalk:
             return None
         model = self.models[si]
         if self.graph.external[si]:
+            if self.reject_missed[si] and model.misses_deadline(seq, attempt):
+                return advance(enabled, model.deadline(seq), self.office)  # rejected then
             return advance(enabled, model.duration(seq, attempt), self.office)
         at = enabled
         first = model.first
@@ -333,6 +345,8 @@ class MatterWalk:
             branches = self.models[si].branches(seq, attempt)
         if branches & REJECT:
             return self._rejected(state, effects, f"{self.matter.steps[si].name}: 不予办理")
+        if self.reject_missed[si] and self.models[si].misses_deadline(seq, attempt):
+            return self._rejected(state, effects, MISSED_REASON)
         if branches & FAULT or (faults.failures and faults.failing(done)):
             again = done + faults.retry.delay_seconds(attempt)
             return _new(Finished, (Outcome.RETRY, "故障或停运: 稍后重试", again, (), None, False))
