@@ -23,6 +23,7 @@ from services.core.measure import SHARE_METRICS, StepTimes, elapsed, measure_tar
 from services.core.routes import MatterRoutes
 from services.core.scenario import Scenario
 from services.core.timing import stream_seed
+from services.core.walk import Outcome
 from simulator.engine import Replication, run_replication
 from simulator.summary import (
     Bottleneck,
@@ -103,6 +104,8 @@ def step_times(rep: Replication, matter_index: int, matter: Matter, n: int) -> S
     enabled: dict[str, np.ndarray] = {}
     done: dict[str, np.ndarray] = {}
     attempts: dict[str, np.ndarray] = {}
+    corrected_from: dict[str, np.ndarray] = {}
+    corrected_to: dict[str, np.ndarray] = {}
     for si, step in enumerate(matter.steps):
         sub = rows & (cols["step"] == si)
         seq, att = cols["seq"][sub], cols["attempt"][sub]
@@ -115,7 +118,29 @@ def step_times(rep: Replication, matter_index: int, matter: Matter, n: int) -> S
         d[seq[order]] = cols["done"][sub][order]
         np.maximum.at(a, seq, att + 1)
         enabled[step.id], done[step.id], attempts[step.id] = e, d, a
-    return StepTimes(enabled, done, attempts)
+        corrected_from[step.id], corrected_to[step.id] = _corrections(cols, sub, n)
+    return StepTimes(enabled, done, attempts, corrected_from, corrected_to)
+
+
+def _corrections(
+    cols: dict[str, np.ndarray], rows: np.ndarray, n: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per case: when a step's attempt sent the applicant away to correct (补正, one
+    round at most) and when the next attempt was enabled (NaN: no correction)."""
+    start, end = np.full(n, math.nan), np.full(n, math.nan)
+    reworked = rows & (cols["outcome"] == Outcome.REWORK)
+    if not reworked.any():
+        return start, end
+    seq, att = cols["seq"][reworked], cols["attempt"][reworked]
+    start[seq] = cols["done"][reworked]
+    keys = cols["seq"][rows].astype(np.int64) * 4096 + cols["attempt"][rows]
+    order = np.argsort(keys)
+    wanted = seq.astype(np.int64) * 4096 + att + 1
+    at = np.searchsorted(keys[order], wanted)
+    found = at < len(keys)
+    found[found] = keys[order][at[found]] == wanted[found]
+    end[seq[found]] = cols["enabled"][rows][order][at[found]]
+    return start, end
 
 
 def measure_replication(catalog: Catalog, scenario: Scenario, rep: Replication) -> RepStats:

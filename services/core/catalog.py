@@ -107,6 +107,10 @@ class Target(_Model):
     year: int = Field(default=2021, ge=2019, le=2025)
     applies_to: str | None = None
     note: str | None = None
+    #: which clock a time target runs on: ``elapsed`` — every moment from start to end;
+    #: ``agency`` — the agency's own time: the clock stops while the applicant corrects
+    #: the materials (补正, from the step sending them away to its next attempt)
+    clock: Literal["elapsed", "agency"] = "elapsed"
 
     @field_validator("scope")
     @classmethod
@@ -125,6 +129,8 @@ class Target(_Model):
         counting = self.scope in ("service_steps", "stages")
         if counting and self.unit != "count":
             raise ValueError(f"scope {self.scope} counts steps: unit must be 'count'")
+        if self.clock == "agency" and not self.is_time:
+            raise ValueError("clock: agency applies to time targets only")
         return self
 
     @property

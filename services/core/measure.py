@@ -26,7 +26,7 @@ Some targets are not per-case times:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -54,6 +54,10 @@ class StepTimes:
     enabled: dict[str, np.ndarray]
     done: dict[str, np.ndarray]
     attempts: dict[str, np.ndarray]
+    #: 补正 (one round at most): when the step sent the applicant away, and when its
+    #: next attempt was enabled (NaN: no correction) — the pause of an ``agency`` clock
+    corrected_from: dict[str, np.ndarray] = field(default_factory=dict)
+    corrected_to: dict[str, np.ndarray] = field(default_factory=dict)
 
     def subset(self, mask: np.ndarray) -> StepTimes:
         """The same for the cases selected by ``mask``."""
@@ -61,7 +65,17 @@ class StepTimes:
             {k: v[mask] for k, v in self.enabled.items()},
             {k: v[mask] for k, v in self.done.items()},
             {k: v[mask] for k, v in self.attempts.items()},
+            {k: v[mask] for k, v in self.corrected_from.items()},
+            {k: v[mask] for k, v in self.corrected_to.items()},
         )
+
+    def pauses(self, step_ids: list[str]) -> list[tuple[np.ndarray, np.ndarray]]:
+        """The correction pauses of those steps (each a pair of arrays, NaN: none)."""
+        return [
+            (self.corrected_from[s], self.corrected_to[s])
+            for s in step_ids
+            if s in self.corrected_from and s in self.corrected_to
+        ]
 
 
 @dataclass(frozen=True)
@@ -99,20 +113,81 @@ def same_working_day(a: np.ndarray, b: np.ndarray, office: WorkingCalendar) -> n
 
 def _interval(
     target: Target, submitted: np.ndarray, completed: np.ndarray, steps: StepTimes
-) -> tuple[list[np.ndarray], list[np.ndarray]]:
+) -> tuple[list[np.ndarray], list[np.ndarray], list[list[str]]]:
+    """The intervals a target's scope measures (starts, ends) and, for each, the steps
+    whose correction pauses fall in it."""
     kind, _, rest = target.scope.partition(":")
     if kind == "case":
-        return [submitted], [completed]
+        return [submitted], [completed], [list(steps.enabled)]
     ids = rest.split(",")
     if kind == "step":
-        return [steps.enabled[ids[0]]], [steps.done[ids[0]]]
+        return [steps.enabled[ids[0]]], [steps.done[ids[0]]], [ids]
     if kind == "span":  # over the steps the case's route runs (the others are NaN)
         a = np.fmin.reduce([steps.enabled[i] for i in ids])
         b = np.fmax.reduce([steps.done[i] for i in ids])
-        return [a], [b]
+        return [a], [b], [ids]
     if kind == "sum":
-        return [steps.enabled[i] for i in ids], [steps.done[i] for i in ids]
+        return [steps.enabled[i] for i in ids], [steps.done[i] for i in ids], [[i] for i in ids]
     raise ValueError(f"scope {target.scope} is not an interval")
+
+
+def paused(
+    unit: str,
+    a: np.ndarray,
+    b: np.ndarray,
+    pauses: list[tuple[np.ndarray, np.ndarray]],
+    office: WorkingCalendar,
+) -> np.ndarray:
+    """Time in ``unit`` inside [a, b] covered by the pauses (their union: parallel
+    corrections overlapping in time stop the clock once)."""
+    total = np.zeros(len(a))
+    if not pauses:
+        return total
+    starts = np.array([np.clip(s, a, b) for s, _ in pauses])
+    ends = np.array([np.clip(e, a, b) for _, e in pauses])
+    empty = ~(np.isfinite(starts) & np.isfinite(ends) & (ends > starts))
+    starts[empty] = ends[empty] = np.broadcast_to(b, starts.shape)[empty]
+    order = np.argsort(starts, axis=0)
+    starts = np.take_along_axis(starts, order, axis=0)
+    ends = np.take_along_axis(ends, order, axis=0)
+    low, high = starts[0].copy(), ends[0].copy()
+    for s, e in zip(starts[1:], ends[1:], strict=True):
+        apart = s > high
+        total[apart] += elapsed(unit, low[apart], high[apart], office)
+        low = np.where(apart, s, low)
+        high = np.where(apart, e, np.maximum(high, e))
+    return total + elapsed(unit, low, high, office)
+
+
+def _time_values(
+    target: Target,
+    submitted: np.ndarray,
+    completed: np.ndarray,
+    steps: StepTimes,
+    office: WorkingCalendar,
+) -> tuple[np.ndarray, np.ndarray]:
+    """A time target's value per case, and whether each case attained it.
+
+    A ``sum:`` runs over the steps the case's route runs (a left-out step, NaN, adds
+    nothing; a case on none of them has no value); an ``agency`` clock leaves out the
+    applicant's corrections."""
+    starts, ends, groups = _interval(target, submitted, completed, steps)
+    ran = np.array([np.isfinite(a) & np.isfinite(b) for a, b in zip(starts, ends, strict=True)])
+    parts = np.zeros(ran.shape)
+    same = np.ones(ran.shape, dtype=bool)
+    for i, (a, b) in enumerate(zip(starts, ends, strict=True)):
+        here = ran[i]
+        a, b = a[here], b[here]
+        parts[i, here] = elapsed(target.unit, a, b, office)
+        if target.clock == "agency":
+            pauses = [(s[here], e[here]) for s, e in steps.pauses(groups[i])]
+            parts[i, here] -= paused(target.unit, a, b, pauses, office)
+        if target.immediate:
+            same[i, here] = same_working_day(a, b, office)
+    values = np.where(ran.any(axis=0), parts.sum(axis=0), np.nan)
+    if target.immediate:
+        return values, np.asarray(same.all(axis=0) & ran.any(axis=0))
+    return values, np.asarray(target.meets(values), dtype=bool)
 
 
 def measure_target(
@@ -153,20 +228,7 @@ def measure_target(
         return Measurement(target, values=visits, attained=target.meets(visits))
     if not target.is_time:
         return Measurement(target, not_simulated=f"{target.metric} is not a simulated quantity")
-    starts, ends = _interval(target, submitted, completed, steps)
-    # a sum over the steps the case's route runs: a left-out step (NaN) adds nothing
-    ran = np.array([np.isfinite(a) & np.isfinite(b) for a, b in zip(starts, ends, strict=True)])
-    parts = np.zeros(ran.shape)
-    for i, (a, b) in enumerate(zip(starts, ends, strict=True)):
-        parts[i, ran[i]] = elapsed(target.unit, a[ran[i]], b[ran[i]], office)
-    values = np.where(ran.any(axis=0), parts.sum(axis=0), np.nan)
-    if target.immediate:
-        same = np.ones(ran.shape, dtype=bool)
-        for i, (a, b) in enumerate(zip(starts, ends, strict=True)):
-            same[i, ran[i]] = same_working_day(a[ran[i]], b[ran[i]], office)
-        attained = same.all(axis=0) & ran.any(axis=0)
-    else:
-        attained = target.meets(values)
+    values, attained = _time_values(target, submitted, completed, steps, office)
     return Measurement(target, values=values, attained=attained)
 
 

@@ -39,6 +39,11 @@ class StepProgress:
     done: float = -math.inf  # last completion
     attempts: int = 0
     finished: bool = False
+    # 补正: the attempt (1-based) that sent the applicant away, when, and when the next
+    # attempt was enabled (the pause of an agency clock)
+    corrected_attempt: int = 0
+    corrected_from: float = math.nan
+    corrected_to: float = math.nan
 
 
 @dataclass
@@ -89,11 +94,17 @@ class CaseProgress:
             self.submitted = event.occurred_at.timestamp()
             self.segment = int(payload.attributes.get("segment", self.segment))
         elif isinstance(payload, StepCompleted):
-            self.segment = payload.segment
+            if payload.segment >= 0:  # every step event carries the case's segment
+                self.segment = payload.segment
             progress = self.step(payload.step)
             progress.enabled = min(progress.enabled, payload.enabled_at.timestamp())
             progress.done = max(progress.done, event.occurred_at.timestamp())
             progress.attempts = max(progress.attempts, payload.attempt)
+            if payload.outcome == "rework":
+                progress.corrected_attempt = payload.attempt
+                progress.corrected_from = event.occurred_at.timestamp()
+            elif progress.corrected_attempt and payload.attempt == progress.corrected_attempt + 1:
+                progress.corrected_to = payload.enabled_at.timestamp()
             if payload.outcome == "done":
                 progress.finished = True
             elif payload.outcome == "rejected":
@@ -163,6 +174,8 @@ class CaseProgress:
             {s: np.array([p.enabled if p.finished else np.nan]) for s, p in heard.items()},
             {s: np.array([p.done if p.finished else np.nan]) for s, p in heard.items()},
             {s: np.array([float(p.attempts)]) for s, p in heard.items()},
+            {s: np.array([p.corrected_from]) for s, p in heard.items()},
+            {s: np.array([p.corrected_to]) for s, p in heard.items()},
         )
         submitted, done = np.array([self.submitted]), np.array([completed])
         verdicts: list[Verdict] = []

@@ -10,6 +10,7 @@ import pytest
 from scipy import stats
 
 from services.core.catalog import default_catalog
+from services.core.routes import MatterRoutes
 from services.core.scenario import load_scenario
 from simulator.engine import run_replication
 from simulator.montecarlo import replication_seeds
@@ -153,7 +154,7 @@ def test_no_service_outside_office_hours(spring_run):
 
 
 def test_engine_invariants(spring_run):
-    _, _, rep = spring_run
+    _, scenario, rep = spring_run
     cols = rep.columns()
     assert (cols["arrival"] >= cols["enabled"] - 1e-6).all()
     assert (cols["start"] >= cols["arrival"] - 1e-6).all()
@@ -162,15 +163,11 @@ def test_engine_invariants(spring_run):
         outcome = rep.outcomes[matter_id]
         matter = outcome.matter
         rows = cols["matter"] == mi
-        final = [si for si, s in enumerate(matter.steps) if s in matter.final_steps]
-        done = np.full(len(outcome.arrivals), -np.inf)
-        final_rows = rows & np.isin(cols["step"], final)
-        np.maximum.at(done, cols["seq"][final_rows], cols["done"][final_rows])
-        finished = np.isfinite(outcome.completed)
-        # a case completes exactly when its last final step does
-        assert np.allclose(outcome.completed[finished], done[finished])
-        # every step starts only after all its predecessors are done
-        position = {s.id: si for si, s in enumerate(matter.steps)}
+        # each case on its segment's route: the route's final steps and predecessors
+        routes = MatterRoutes(matter, scenario.demand[matter_id].segments)
+        case_segment = outcome.arrivals.segment
+        row_segment = np.full(len(cols["seq"]), -2)
+        row_segment[rows] = case_segment[cols["seq"][rows]]
         last_done = {}
         for si in range(len(matter.steps)):
             sub = rows & (cols["step"] == si)
@@ -178,11 +175,22 @@ def test_engine_invariants(spring_run):
             order = np.lexsort((cols["attempt"][sub], cols["seq"][sub]))
             d[cols["seq"][sub][order]] = cols["done"][sub][order]
             last_done[si] = d
-        for si, step in enumerate(matter.steps):
-            sub = rows & (cols["step"] == si) & (cols["attempt"] == 0)
-            for dep in step.depends_on:
-                before = last_done[position[dep]][cols["seq"][sub]]
-                assert (cols["enabled"][sub] >= before - 1e-6).all(), (matter_id, step.id, dep)
+        for segment in np.unique(case_segment):
+            graph = routes.graph_of(int(segment))
+            cases = case_segment == segment
+            for si in range(len(matter.steps)):  # a step off the route never runs
+                assert graph.present[si] or np.isnan(last_done[si][cases]).all()
+            done = np.fmax.reduce([last_done[f] for f in graph.finals])
+            finished = np.isfinite(outcome.completed) & cases
+            # a case completes exactly when its last final step does
+            assert np.allclose(outcome.completed[finished], done[finished])
+            # every step starts only after all its predecessors on the route are done
+            for si, preds in enumerate(graph.predecessors):
+                sub = rows & (cols["step"] == si) & (cols["attempt"] == 0)
+                sub &= row_segment == segment
+                for dep in preds:
+                    before = last_done[dep][cols["seq"][sub]]
+                    assert (cols["enabled"][sub] >= before - 1e-6).all(), (matter_id, si, dep)
 
 
 def test_same_seed_same_result_and_other_seed_differs():

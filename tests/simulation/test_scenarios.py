@@ -33,7 +33,20 @@ def test_default_scenarios_cover_every_workflow_matter(catalog, name):
 def test_baseline_changes_processes_not_demand(catalog):
     reform = load_scenario(SCENARIOS / "shangrao-2021.yaml", catalog)
     baseline = load_scenario(SCENARIOS / "shangrao-2020-baseline.yaml", catalog)
-    assert baseline.demand == reform.demand
+    # the same cases (volumes, profiles); no shortcut of the plan's (no segment takes a
+    # route) — the same shares of 特殊及复杂 connections
+    assert {m: (d.per_year, d.profile) for m, d in baseline.demand.items()} == {
+        m: (d.per_year, d.profile) for m, d in reform.demand.items()
+    }
+    assert not any(s.route for d in baseline.demand.values() for s in d.segments)
+    assert any(s.route for d in reform.demand.values() for s in d.segments)
+    complex_share = {
+        name: sum(
+            s.share for s in scenario.demand["water_connection"].segments if s.time_scale > 1
+        )
+        for name, scenario in (("2020", baseline), ("2021", reform))
+    }
+    assert complex_share["2020"] == complex_share["2021"] == 0.15
     assert baseline.departments == reform.departments
     serial = baseline.matter(catalog, "enterprise_establishment")
     assert (

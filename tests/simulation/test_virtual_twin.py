@@ -3,6 +3,7 @@ capacity engine — step attempt by step attempt, fault paths included."""
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections import Counter
 from datetime import date, timedelta
@@ -220,7 +221,10 @@ def test_every_event_the_departments_publish_is_valid_on_the_wire(both_drivers):
 @pytest.fixture(scope="module")
 def rules(week):
     catalog, scenario = week
-    return {d: DepartmentRules(catalog, scenario, d, 5) for d in ("property", "tax", "power")}
+    return {
+        d: DepartmentRules(catalog, scenario, d, 5)
+        for d in ("window", "property", "tax", "power", "housing")
+    }
 
 
 def first_submission(week, matter: str) -> Event:
@@ -248,20 +252,23 @@ def completion(
 def test_duplicates_change_nothing(week, rules):
     submitted = first_submission(week, "linked_transfer")
     record = CaseRecord()
-    first = rules["property"].on_event(submitted, record)
-    assert [a.step for a in first] == ["accept_lock"]
-    assert rules["property"].on_event(submitted, record) == []
-    assert rules["tax"].on_event(submitted, CaseRecord()) == []  # not its entry step
+    first = rules["window"].on_event(submitted, record)
+    assert [a.step for a in first] == ["intake"]  # the one window takes it in
+    assert rules["window"].on_event(submitted, record) == []
+    assert rules["property"].on_event(submitted, CaseRecord()) == []  # not its entry step
+    assert rules["tax"].on_event(submitted, CaseRecord()) == []
 
 
 def test_join_waits_for_every_predecessor_in_any_order(week, rules):
     submitted = first_submission(week, "property_transfer")
     review = completion(submitted, "property.reviewed", "review", "property", hours=5)
+    checked = completion(submitted, "housing.checked", "transaction", "housing", hours=7)
     tax = completion(submitted, "tax.cleared", "tax_assessment", "tax", hours=9)
-    for order in ((review, tax), (tax, review)):
+    for order in itertools.permutations((review, checked, tax)):
         record = CaseRecord()
         assert rules["property"].on_event(order[0], record) == []
-        actions = rules["property"].on_event(order[1], record)
+        assert rules["property"].on_event(order[1], record) == []
+        actions = rules["property"].on_event(order[2], record)
         assert [a.step for a in actions] == ["register"]
         # enabled when the later predecessor finished
         later = submitted.occurred_at + timedelta(hours=9)
@@ -284,8 +291,13 @@ def test_a_rejected_case_goes_no_further_and_its_lock_is_released(week, rules):
 
 def test_a_repeated_completion_plans_nothing_twice(week, rules):
     submitted = first_submission(week, "linked_transfer")
+    reviewed = completion(submitted, "property.reviewed", "review", "property")
+    checked = completion(submitted, "housing.checked", "transaction", "housing")
     cleared = completion(submitted, "tax.cleared", "tax_clearance", "tax")
     record = CaseRecord()
+    # the registration waits for the review, the transaction check and the tax pivot
+    assert rules["property"].on_event(reviewed, record) == []
+    assert rules["property"].on_event(checked, record) == []
     assert [a.step for a in rules["property"].on_event(cleared, record)] == ["register"]
     again = cleared.model_copy(update={"event_id": uuid4()})  # same completion, new id
     assert rules["property"].on_event(again, record) == []
@@ -301,7 +313,7 @@ def test_completion_ids_are_stable(week):
 def test_case_record_round_trips_as_json(week, rules):
     submitted = first_submission(week, "linked_transfer")
     record = CaseRecord()
-    actions = rules["property"].on_event(submitted, record)
+    actions = rules["window"].on_event(submitted, record)
     again = CaseRecord.from_dict(json.loads(json.dumps(record.to_dict())))
     assert again == record
     assert type(actions[0]).from_dict(json.loads(json.dumps(actions[0].to_dict()))) == actions[0]

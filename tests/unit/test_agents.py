@@ -14,7 +14,7 @@ import pytest
 from services.core.calendar import CalendarRangeError
 from services.core.catalog import default_catalog
 from services.core.department import Action
-from services.core.scenario import load_scenario, read_scenario_data
+from services.core.scenario import read_scenario_data, scenario_from_dict
 from services.core.steps import REWORK
 from services.property.service import REGISTER
 from services.runtime.control import RunAnnounced
@@ -26,9 +26,24 @@ from simulator.virtual import submissions
 SCENARIO = Path(__file__).resolve().parents[2] / "scenarios" / "demo.yaml"
 
 
+def scenario_data() -> dict:
+    """The demo, its linked transfers filed online (no window intake): the property
+    department takes them first, and its acceptance may send the applicant to correct."""
+    data = read_scenario_data(SCENARIO)
+    online = [{"name": "网上申请", "share": 1.0, "route": "online"}]
+    data["demand"]["linked_transfer"] = {**data["demand"]["linked_transfer"], "segments": online}
+    rework = {
+        "probability": 0.05,
+        "delay": {"kind": "exponential", "mean": 2, "unit": "working_days"},
+    }
+    accept = data["timing"]["linked_transfer"]["accept_lock"]
+    data["timing"]["linked_transfer"]["accept_lock"] = {**accept, "rework": rework}
+    return data
+
+
 def announcement(run_id: str = "t1", *, sim_epoch: float | None = None, speed: float = 8640.0):
     return RunAnnounced.of(
-        read_scenario_data(SCENARIO),
+        scenario_data(),
         run_id=run_id,
         seed=5,
         speed=speed,
@@ -54,11 +69,12 @@ def property_service(tmp_path):
 
 def linked_submissions():
     """The demo's linked transfers, each with whether its first acceptance is corrected."""
-    scenario = load_scenario(SCENARIO, default_catalog())
+    scenario = scenario_from_dict(scenario_data(), default_catalog())
     from services.core.department import DepartmentRules
 
     rules = DepartmentRules(default_catalog(), scenario, "property", 5)
-    accept = rules.walks["linked_transfer"].models[0]
+    walk = rules.walks["linked_transfer"]
+    accept = walk.models[walk.graph.index["accept_lock"]]
     for event in submissions(scenario, 5):
         if event.matter == "linked_transfer":
             seq = int(event.payload.attributes["seq"])  # type: ignore[union-attr]
@@ -92,7 +108,11 @@ async def test_completions_not_delivered_are_redone_with_the_same_ids(property_s
         await service.run_due()
         await service.run_due()
     sent = [json.loads(c.kwargs["value"]) for c in published.call_args_list]
-    assert [e["case_id"] for e in sent] == [event.case_id]
+    # the acceptance, redone, then property's own review (parallel to tax and 交易)
+    assert [(e["case_id"], e["payload"]["step"]) for e in sent] == [
+        (event.case_id, "accept_lock"),
+        (event.case_id, "review"),
+    ]
     assert len(service.pending) == 0
 
 
@@ -134,7 +154,8 @@ async def test_the_clock_waits_for_the_tables_and_rebuilds_only_owned_counties(
         await service.run_due()
         await service.run_due()
     sent = [json.loads(c.kwargs["value"]) for c in published.call_args_list]
-    assert [e["case_id"] for e in sent] == [event.case_id]
+    assert {e["case_id"] for e in sent} == {event.case_id}  # nothing of the foreign county
+    assert sent[0]["payload"]["step"] == "accept_lock"
 
 
 async def test_an_event_waits_while_its_countys_tick_is_publishing(property_service):
@@ -196,6 +217,9 @@ async def test_due_work_assigns_a_clerk_then_completes(property_service, correct
             await inputs.put(event.to_bytes(), key=event.county.encode())
             await service.run_due()
     sent = [json.loads(c.kwargs["value"]) for c in published.call_args_list]
+    review = [e for e in sent if e["payload"]["step"] == "review"]
+    assert len(review) == 1 and review[0]["type"] == "property.reviewed"  # its own successor
+    sent = [e for e in sent if e["payload"]["step"] == "accept_lock"]
     assert sent[0]["type"] == ("step.reworked" if corrected else "property.locked")
     assert sent[0]["payload"]["clerk"].startswith(f"property/{event.county}/")
     assert sent[0]["case_id"] == event.case_id
@@ -233,9 +257,11 @@ async def test_an_action_that_raises_is_dead_lettered_and_its_county_goes_on(pro
     letters = [json.loads(c.kwargs["value"]) for c in dead.call_args_list]
     assert len(letters) == 1
     assert "no_such_step" in letters[0]["reason"] and letters[0]["field"].startswith("pending[")
-    assert [json.loads(c.kwargs["value"])["case_id"] for c in published.call_args_list] == [
-        good.case_id
+    published_steps = [
+        (e["case_id"], e["payload"]["step"])
+        for e in (json.loads(c.kwargs["value"]) for c in published.call_args_list)
     ]
+    assert published_steps == [(good.case_id, "accept_lock"), (good.case_id, "review")]
     assert len(service.pending) == 0
 
 

@@ -54,17 +54,27 @@ def rules():
     return DepartmentRules(catalog, load_scenario(SCENARIO, catalog), "property", 5)
 
 
-def _submission(matter: str):
+def _submission(matter: str, segment: int | None = None):
     scenario = load_scenario(SCENARIO, default_catalog())
-    return next(e for e in submissions(scenario, 5) if e.matter == matter)
+    return next(
+        e
+        for e in submissions(scenario, 5)
+        if e.matter == matter and (segment is None or e.payload.attributes["segment"] == segment)  # type: ignore[union-attr]
+    )
+
+
+#: the demo's mortgages filed at a bank's window (segment 0): property's steps alone
+BANK_WINDOW = 0
 
 
 def test_a_closed_record_drops_every_event_and_action(rules):
-    event = _submission("mortgage_registration")
+    event = _submission("mortgage_registration", BANK_WINDOW)
     record = CaseRecord()
-    assert rules.on_event(event, record)  # the first acceptance is planned
+    assert rules.on_event(event, record)  # the bank window's filing is planned
     assert not rules.finished("mortgage_registration", record)
-    record.done = {"accept": 1.0, "register": 2.0}
+    record.done = {"bank_intake": 0.5, "accept": 1.0}
+    assert not rules.finished("mortgage_registration", record)
+    record.done = {"bank_intake": 0.5, "accept": 1.0, "register": 2.0}
     assert rules.finished("mortgage_registration", record)
     record.close(123.0)
     assert record.to_dict() == {"closed": 123.0}
@@ -101,18 +111,19 @@ def property_service(tmp_path):
 
 
 async def test_a_case_done_here_is_closed_and_forgotten_after_the_horizon(property_service):
-    """A mortgage registration (accept, register — both property's) runs to the end in
-    one tick; its record becomes a marker, a redelivered submission plans nothing, and
-    the sweep forgets the marker only once it is older than the horizon."""
+    """A mortgage registration filed at a bank (the bank's filing, accept, register —
+    all property's) runs to the end in one tick; its record becomes a marker, a
+    redelivered submission plans nothing, and the sweep forgets the marker only once it
+    is older than the horizon."""
     service = property_service
-    event = _submission("mortgage_registration")
+    event = _submission("mortgage_registration", BANK_WINDOW)
     case_key = f"{event.county}|{event.case_id}"
     with patch.object(service.output_topic, "send", new=AsyncMock(side_effect=delivered)) as out:
         async with service.inputs_agent.test_context() as inputs:
             await inputs.put(event.to_bytes(), key=event.county.encode())
             await service.run_due()
             sent = [json.loads(c.kwargs["value"])["type"] for c in out.call_args_list]
-            assert sent == ["property.accepted", "mortgage.registered"]  # both steps done
+            assert sent == ["bank.filed", "property.accepted", "mortgage.registered"]
             marker = service.cases.get(case_key)
             assert closed_at(marker) is not None, marker
             assert len(service.pending) == 0

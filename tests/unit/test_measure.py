@@ -10,7 +10,7 @@ import pytest
 
 from services.core.calendar import SHANGHAI, OfficeCalendar
 from services.core.catalog import Target, default_catalog
-from services.core.measure import StepTimes, elapsed, measure_target, same_working_day
+from services.core.measure import VISITED, StepTimes, elapsed, measure_target, same_working_day
 
 OFFICE = OfficeCalendar()
 HOUR = 3600.0
@@ -122,9 +122,10 @@ def test_structural_and_unsimulated_targets(transfer):
     assert annual.not_simulated is not None and annual.values is None
 
 
-def test_visits_count_attempts_at_offline_service_steps(transfer):
-    steps = times(transfer, accept=(at(1, 9), at(1, 10)))
-    steps.attempts["accept"][0] = 2.0  # the applicant came back once (补正)
+def test_visits_count_attempts_at_offline_service_and_window_steps(transfer):
+    steps = times(transfer, intake=(at(1, 9), at(1, 10)))
+    steps.attempts["intake"][0] = 2.0  # the applicant came back to the window once (补正)
+    steps.attempts["accept"][0] = 2.0  # the registry's own acceptance: no visit
     m = measure_target(
         transfer,
         target(metric="visits", unit="count", value=1),
@@ -133,8 +134,9 @@ def test_visits_count_attempts_at_offline_service_steps(transfer):
         steps=steps,
         office=OFFICE,
     )
-    offline = sum(1 for s in transfer.steps if s.kind == "service" and s.channel == "offline")
-    assert m.values is not None and m.values[0] == offline + 1
+    visited = [s.id for s in transfer.steps if s.kind in VISITED and s.channel == "offline"]
+    assert visited == ["intake"]
+    assert m.values is not None and m.values[0] == 2
     assert m.attained is not None and not m.attained[0]
 
 

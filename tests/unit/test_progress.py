@@ -11,16 +11,36 @@ import pytest
 from services.core.catalog import default_catalog
 from services.core.events import CaseCompleted, CaseRejected, CaseSubmitted, Event, StepCompleted
 from services.core.measure import StepTimes, measure_target
+from services.core.routes import MatterRoutes
 from services.core.scenario import load_scenario
 from services.tracker.progress import CaseProgress
 from simulator.virtual import submissions
 from tests.unit.test_measure import OFFICE
 
+ONLINE = 0  # the demo's 企业开办 segment 一网通办: route online, no window intake
+
 
 @pytest.fixture(scope="module")
-def submitted() -> Event:
-    scenario = load_scenario("scenarios/demo.yaml", default_catalog())
-    return next(e for e in submissions(scenario, 5) if e.matter == "enterprise_establishment")
+def scenario():
+    return load_scenario("scenarios/demo.yaml", default_catalog())
+
+
+@pytest.fixture(scope="module")
+def submitted(scenario) -> Event:
+    return next(
+        e
+        for e in submissions(scenario, 5)
+        if e.matter == "enterprise_establishment" and e.payload.attributes["segment"] == ONLINE  # type: ignore[union-attr]
+    )
+
+
+@pytest.fixture(scope="module")
+def routes(scenario) -> MatterRoutes:
+    """The case's route (online: registration, four steps in parallel, the window's issue)."""
+    matter = default_catalog().matter("enterprise_establishment")
+    segments = scenario.demand["enterprise_establishment"].segments
+    assert segments[ONLINE].route == "online"
+    return MatterRoutes(matter, segments)
 
 
 def step(submitted: Event, step_id: str, department: str, hours: float, **extra) -> Event:
@@ -31,33 +51,43 @@ def step(submitted: Event, step_id: str, department: str, hours: float, **extra)
     return submitted.caused("step.completed", payload, t0 + timedelta(hours=hours))
 
 
-FINALS = [
+PARALLEL = [
     ("seal", "police"),
     ("invoice", "tax"),
     ("social_security", "hrss"),
     ("housing_fund", "housingfund"),
 ]
+FINALS = [*PARALLEL, ("issue", "window")]  # the four, then the window's one-time issue
 
 
-def test_terminal_only_when_every_final_step_is_done(submitted):
+def test_terminal_only_when_every_final_step_is_done(submitted, routes):
     matter = default_catalog().matter("enterprise_establishment")
     progress = CaseProgress()
     assert progress.observe(submitted)
     assert progress.observe(step(submitted, "registration", "registry", 2))
     verdict = None
     for i, (s, d) in enumerate(FINALS):
-        assert progress.terminal(matter) is None
+        assert progress.terminal(matter, routes) is None
         event = step(submitted, s, d, 3 + i)
         assert progress.observe(event)
-        verdict = progress.verdict_event(matter, event, OFFICE)
-    assert progress.terminal(matter) == "completed"
+        verdict = progress.verdict_event(matter, event, OFFICE, routes)
+    assert progress.terminal(matter, routes) == "completed"
     assert verdict is not None and isinstance(verdict.payload, CaseCompleted)
-    assert verdict.occurred_at == submitted.occurred_at + timedelta(hours=6)  # the latest final
+    assert verdict.occurred_at == submitted.occurred_at + timedelta(hours=7)  # the issue
     # the verdict is the engine's measurement of the same case
+    on_route = {s.id for s in matter.route_steps("online")}
+    assert {v.scope for v in verdict.payload.verdicts} >= {"case", "step:registration"}
     for v in verdict.payload.verdicts:
         t = next(t for t in matter.targets if t.metric == v.metric and t.scope == v.scope)
-        enabled = {s.id: np.array([submitted.occurred_at.timestamp()]) for s in matter.steps}
-        done = {s.id: np.array([progress.step(s.id).done]) for s in matter.steps}
+        assert routes.applies(t, ONLINE) and t.applies_to != "分时办理"
+        enabled = {
+            s.id: np.array([submitted.occurred_at.timestamp() if s.id in on_route else np.nan])
+            for s in matter.steps
+        }
+        done = {
+            s.id: np.array([progress.step(s.id).done if s.id in on_route else np.nan])
+            for s in matter.steps
+        }
         attempts = {s.id: np.array([1.0]) for s in matter.steps}
         m = measure_target(
             matter,
@@ -69,11 +99,11 @@ def test_terminal_only_when_every_final_step_is_done(submitted):
         )
         assert m.values is not None and v.measured == pytest.approx(float(m.values[0]))
     # judged once: nothing more after the verdict, an event seen twice is ignored
-    assert progress.verdict_event(matter, verdict, OFFICE) is None
+    assert progress.verdict_event(matter, verdict, OFFICE, routes) is None
     assert not progress.observe(event)
 
 
-def test_finals_heard_before_an_earlier_step_wait_for_it(submitted):
+def test_finals_heard_before_an_earlier_step_wait_for_it(submitted, routes):
     """Topics are not ordered with each other: every final step's completion may come
     before the registration's.  The case is not judged then (a verdict would measure a
     step it has no times for); it is, once the registration is heard of."""
@@ -83,13 +113,13 @@ def test_finals_heard_before_an_earlier_step_wait_for_it(submitted):
     for i, (s, d) in enumerate(FINALS):
         event = step(submitted, s, d, 3 + i)
         progress.observe(event)
-        assert progress.verdict_event(matter, event, OFFICE) is None
-    assert progress.terminal(matter) is None
+        assert progress.verdict_event(matter, event, OFFICE, routes) is None
+    assert progress.terminal(matter, routes) is None
     registration = step(submitted, "registration", "registry", 2)
     progress.observe(registration)
-    verdict = progress.verdict_event(matter, registration, OFFICE)
+    verdict = progress.verdict_event(matter, registration, OFFICE, routes)
     assert verdict is not None and isinstance(verdict.payload, CaseCompleted)
-    assert verdict.occurred_at == submitted.occurred_at + timedelta(hours=6)
+    assert verdict.occurred_at == submitted.occurred_at + timedelta(hours=7)
     by_scope = {v.scope: v.measured for v in verdict.payload.verdicts}
     assert "step:registration" in by_scope  # measured, not left out
     assert all(np.isfinite(v) for v in by_scope.values())
@@ -113,15 +143,17 @@ def test_a_rework_is_not_a_completion_and_a_rejection_is_terminal(submitted):
     assert verdict.payload.reason == "不予登记" and verdict.payload.step == "registration"
 
 
-def test_nothing_is_terminal_before_the_submission_is_seen(submitted):
+def test_nothing_is_terminal_before_the_submission_is_seen(submitted, routes):
     matter = default_catalog().matter("enterprise_establishment")
     progress = CaseProgress()
     for s, d in [("registration", "registry"), *FINALS]:
         progress.observe(step(submitted, s, d, 2))
-    assert progress.terminal(matter) is None
+    assert progress.terminal(matter, routes) is None
     assert isinstance(submitted.payload, CaseSubmitted)
     progress.observe(submitted)
-    assert progress.terminal(matter) == "completed"
+    assert progress.terminal(matter, routes) == "completed"
+    # on the default path the window's intake is a step of the case too: not complete
+    assert progress.terminal(matter) is None
     assert CaseProgress.from_dict(progress.to_dict()) == progress
 
 

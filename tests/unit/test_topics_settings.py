@@ -29,9 +29,22 @@ def test_department_inputs_follow_the_dag():
     }
     # telecom transfers accounts after the property registration, beside the other utilities
     assert topics.inputs_of(catalog, "telecom") == ("govflow.dept.property", "govflow.rejections")
-    # approval only follows the utilities' designs, and nothing runs beside it
-    assert not hears_rejections(catalog, "approval")
-    assert "govflow.rejections" not in topics.inputs_of(catalog, "approval")
+    # approval follows the utilities' designs; on the 容缺 route the applicant's
+    # supplement runs beside the permits, and a missed deadline may reject the case
+    assert hears_rejections(catalog, "approval")
+    assert "govflow.rejections" in topics.inputs_of(catalog, "approval")
+    # the one window: entry steps, and 企业开办's issue after police, tax, hrss, housing fund
+    assert set(topics.inputs_of(catalog, "window")) == {
+        "govflow.submissions",
+        "govflow.dept.police",
+        "govflow.dept.tax",
+        "govflow.dept.hrss",
+        "govflow.dept.housingfund",
+    }  # nothing runs beside the window's steps: no rejection to hear
+    # registry: after the window's intake, or (一网通办, route online) the submission
+    assert {"govflow.submissions", "govflow.dept.window"} <= set(
+        topics.inputs_of(catalog, "registry")
+    )
     assert "govflow.deadletter" in topics.all(catalog)
     assert len(topics.all(catalog)) == 5 + len(catalog.departments)
 
