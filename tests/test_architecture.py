@@ -23,6 +23,8 @@ DEPARTMENTS = [
     "finance",
     "approval",
     "tendering",
+    "window",
+    "housing",
     "tracker",
 ]
 INFRASTRUCTURE = {"faust", "aiokafka", "kafka", "simpy", "prometheus_client", "mode"}

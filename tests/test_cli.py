@@ -50,7 +50,7 @@ def test_catalog_json_has_the_documented_shape(catalog_json):
             assert target["unit"] in units
         for step in matter["steps"]:
             assert set(step) >= {"id", "name", "department", "depends_on", "channel"}
-            assert step["channel"] in ("online", "offline")
+            assert step["channel"] in ("online", "offline", "onsite")
             assert isinstance(step["depends_on"], list)
     for u in catalog_json["unmodelled"]:
         assert isinstance(u["attachment"], int) and u["reason"]
@@ -124,7 +124,9 @@ def test_broken_catalog_file_is_named_with_field_and_reason(tmp_path):
     path = tmp_path / "catalog.yaml"
     path.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
     result = govflow("catalog", "--file", str(path))
-    assert_one_line_error(result, str(path), "matters[1].steps[0].channel", "'online' or 'offline'")
+    assert_one_line_error(
+        result, str(path), "matters[1].steps[0].channel", "'online', 'offline' or 'onsite'"
+    )
 
 
 def test_catalog_from_environment_is_used(tmp_path):

@@ -1194,7 +1194,10 @@ def linked_transfers(catalog: Json) -> Json:
                     "{{department}}",
                 )
             ],
-            description="Planned work not yet done at the property registration and tax steps.",
+            description=(
+                "Planned work not yet done at the steps before the account transfers "
+                "(one-window intake, property registration, transaction check, tax)."
+            ),
         ),
         8,
         8,

@@ -29,7 +29,7 @@ Target ``scope`` grammar (what is measured):
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -66,7 +66,10 @@ UNIT_ABBREVIATIONS: dict[str, str] = {
 }
 #: Comparisons allow for floating-point noise of this size.
 TOLERANCE = 1e-9
-Channel = Literal["online", "offline"]
+#: how the applicant takes part in a step: online; offline — in person at a hall or
+#: window (a visit, 跑一次); onsite — the department's staff at the applicant's premises
+#: (survey, meter fitting: no trip for the applicant)
+Channel = Literal["online", "offline", "onsite"]
 StepKind = Literal["service", "approval", "external", "window"]
 Statistic = Literal["each", "mean", "share"]
 Bound = Literal["at_most", "at_least"]
@@ -111,6 +114,9 @@ class Target(_Model):
     #: ``agency`` — the agency's own time: the clock stops while the applicant corrects
     #: the materials (补正, from the step sending them away to its next attempt)
     clock: Literal["elapsed", "agency"] = "elapsed"
+    #: the catalog's scope, when a process variant measures the target on another
+    #: (:meth:`Matter.with_steps`); None: ``scope`` is the catalog's own
+    catalog_scope: str | None = None
 
     @field_validator("scope")
     @classmethod
@@ -333,13 +339,38 @@ class Matter(_Model):
         """Steps in a topological order (predecessors first)."""
         return self._topological_order()
 
-    def with_steps(self, steps: tuple[Step, ...]) -> Matter:
+    def with_steps(
+        self, steps: tuple[Step, ...], scopes: Mapping[str, str] | None = None
+    ) -> Matter:
         """The same matter and targets run through another step graph (a process
         variant, e.g. the 2020 serial process).  Step-count targets are *not* enforced:
-        a baseline process may well miss them — that is what a comparison shows."""
+        a baseline process may well miss them — that is what a comparison shows.
+
+        ``scopes`` maps a target scope to the one it has in this graph (the 2020
+        connection's own utility steps for the 2021 ``sum:``), for targets and baseline
+        alike; each must be a valid scope over the variant's steps."""
         check_step_graph(steps)
+        known = {s.id for s in steps}
+        scopes = dict(scopes or {})
+
+        def rescoped(target: Target) -> Target:
+            scope = scopes.get(target.scope)
+            if scope is None:
+                return target
+            data = {**target.model_dump(), "scope": scope, "catalog_scope": target.scope}
+            moved = Target.model_validate(data)  # the grammar; no plan text in context
+            unknown = [ref for ref in moved.scope_steps() if ref not in known]
+            if unknown:
+                raise ValueError(f"scope {scope!r} names unknown step {unknown[0]!r}")
+            return moved
+
+        unused = sorted(set(scopes) - {t.scope for t in (*self.targets, *self.baseline)})
+        if unused:
+            raise ValueError(f"scopes: no target of {self.id} has the scope {unused[0]!r}")
         fields = {name: getattr(self, name) for name in type(self).model_fields}
         fields["steps"] = tuple(steps)
+        fields["targets"] = tuple(rescoped(t) for t in self.targets)
+        fields["baseline"] = tuple(rescoped(t) for t in self.baseline)
         return type(self).model_construct(**fields)
 
     def step(self, step_id: str) -> Step:

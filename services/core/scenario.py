@@ -304,9 +304,13 @@ class HousingStock(_Model):
 
 
 class ProcessVariant(_Model):
-    """Another step graph for a matter (e.g. the 2020 serial process with more steps)."""
+    """Another step graph for a matter (e.g. the 2020 serial process with more steps).
+
+    ``scopes`` measures a target on this graph's own steps: a catalog scope → the
+    variant's (the 2020 connection's utility steps were six, not the 2021 three)."""
 
     steps: tuple[Step, ...] = Field(min_length=1)
+    scopes: dict[str, str] = Field(default_factory=dict)
 
 
 class Scenario(_Model):
@@ -431,7 +435,7 @@ class Scenario(_Model):
         """Process variants are sound step graphs of known departments."""
         for matter_id, variant in self.process.items():
             try:
-                catalog.matter(matter_id).with_steps(variant.steps)
+                catalog.matter(matter_id).with_steps(variant.steps, variant.scopes)
             except ValueError as exc:
                 raise ValueError(f"process.{matter_id}: {exc}") from None
             for step in variant.steps:
@@ -513,7 +517,7 @@ class Scenario(_Model):
         """The catalog's matter with this scenario's process variant applied."""
         matter = catalog.matter(matter_id)
         variant = self.process.get(matter_id)
-        return matter.with_steps(variant.steps) if variant else matter
+        return matter.with_steps(variant.steps, variant.scopes) if variant else matter
 
     def clerks(self, department: str, county: str) -> int:
         staffing = self.departments.get(department)

@@ -41,9 +41,7 @@ def test_baseline_changes_processes_not_demand(catalog):
     assert not any(s.route for d in baseline.demand.values() for s in d.segments)
     assert any(s.route for d in reform.demand.values() for s in d.segments)
     complex_share = {
-        name: sum(
-            s.share for s in scenario.demand["water_connection"].segments if s.time_scale > 1
-        )
+        name: sum(s.share for s in scenario.demand["water_connection"].segments if s.time_scale > 1)
         for name, scenario in (("2020", baseline), ("2021", reform))
     }
     assert complex_share["2020"] == complex_share["2021"] == 0.15

@@ -147,13 +147,19 @@ def test_inconsistencies_record_both_numbers(catalog):
 
 def test_step_dags(catalog):
     startup = catalog.matter("enterprise_establishment")
-    assert [s.id for s in startup.entry_steps] == ["registration"]
-    assert {s.id for s in startup.successors("registration")} == {
+    # the one window takes the application in (综合窗口受理), then the registry
+    assert [s.id for s in startup.entry_steps] == ["intake"]
+    assert {s.id for s in startup.successors("intake")} == {"registration"}
+    # on the default path registration fans out to the four parallel steps; 分时办理
+    # (route staggered) puts the applicant's interval before all of them but the seal
+    default_path = {s.id: s.depends_on for s in startup.route_steps(None)}
+    assert {step for step, deps in default_path.items() if "registration" in deps} == {
         "seal",
         "invoice",
         "social_security",
         "housing_fund",
     }
+    assert {s.id for s in startup.successors("registration")} == {"seal", "interval"}
     assert startup.stage_count == 2
     linked = catalog.matter("linked_transfer")
     assert {s.department for s in linked.final_steps} == {"power", "water", "gas", "telecom"}
@@ -182,6 +188,8 @@ def test_counties_and_departments(catalog):
         "housingfund",
         "customs",
         "finance",
+        "window",
+        "housing",
     ):
         assert dept in used
 

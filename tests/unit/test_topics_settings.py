@@ -33,9 +33,11 @@ def test_department_inputs_follow_the_dag():
     # supplement runs beside the permits, and a missed deadline may reject the case
     assert hears_rejections(catalog, "approval")
     assert "govflow.rejections" in topics.inputs_of(catalog, "approval")
-    # the one window: entry steps, and 企业开办's issue after police, tax, hrss, housing fund
+    # the one window: entry steps, 企业开办's issue after police, tax, hrss, housing fund,
+    # and the 涉电 approval's intake after power's scheme
     assert set(topics.inputs_of(catalog, "window")) == {
         "govflow.submissions",
+        "govflow.dept.power",
         "govflow.dept.police",
         "govflow.dept.tax",
         "govflow.dept.hrss",
