@@ -6,21 +6,25 @@ broker-free virtual twin (``simulator/virtual.py``) and the live department serv
 keeps only its own scheduling — SimPy timeouts, a heap, the Faust timer — and its I/O;
 every decision about a case is taken here.
 
-One case, one attempt at one step at a time:
+One case, one attempt at one step at a time, on the case's **route** — the path its
+segment takes through the matter's steps (:mod:`services.core.routes`; the default path
+without one):
 
 1. **enable** — an attempt is enabled: an entry step at the submission, a successor
    once *all* its predecessors are done (at the latest predecessor's completion; a
    completion heard twice enables nothing twice), a retried or corrected step at the
    time the walk gave for its next attempt.
 2. **begin** — the step's draw for this case and attempt (:mod:`services.core.steps`).
-   An *external* step (the applicant's works, a comment period) needs no clerk: it is
-   done after its duration on the office calendar.  Any other step reaches the clerks
+   An *external* step (the applicant's works, a comment period, a 容缺 supplement) needs
+   no clerk: it is done after its duration on the office calendar — or, a 容缺 supplement
+   later than its deadline whose scenario says ``missed: reject``, at the deadline.  Any other step reaches the clerks
    once a block (arrears; first attempts only) is settled, and not inside a ``hold``
    outage of its department (it waits until the outage ends).
 3. **serve** — the county's clerk pool (:class:`~services.core.clerks.ClerkPool`)
    assigns the clerk who frees earliest; the attempt is done after the clerk's work and
    any lag.
-4. **finish** — at completion the attempt either rejects the case; or fails and is
+4. **finish** — at completion the attempt either rejects the case (a rejection drawn,
+   or a 容缺 supplement past its deadline); or fails and is
    retried after a capped exponential backoff (a transient fault, or completion inside a
    ``retry`` outage); or sends the applicant away to correct the materials (补正: the next
    attempt is enabled after the applicant's delay); or is done.  A done step applies its
