@@ -89,13 +89,14 @@ def expected_load(catalog: Catalog, scenario: Scenario) -> dict[Pool, float]:
         if demand.per_year == 0:
             continue
         matter = scenario.matter(catalog, matter_id)
-        scale = (
-            1
-            - sum(s.share for s in demand.segments)
-            + sum(s.share * s.time_scale for s in demand.segments)
-        )
-        for step in matter.steps:
-            if step.kind == "external":
+        # each share of the cases, its time scale and the steps its route runs
+        rest = 1 - sum(s.share for s in demand.segments)
+        runs = [(rest, 1.0, matter.on_route(None))] + [
+            (s.share, s.time_scale, matter.on_route(s.route)) for s in demand.segments
+        ]
+        for si, step in enumerate(matter.steps):
+            scale = sum(share * time for share, time, on in runs if on[si])
+            if step.kind == "external" or scale <= 0:
                 continue
             timing = scenario.timing[matter_id][step.id]
             assert timing.service is not None

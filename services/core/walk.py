@@ -17,9 +17,10 @@ without one):
 2. **begin** — the step's draw for this case and attempt (:mod:`services.core.steps`).
    An *external* step (the applicant's works, a comment period, a 容缺 supplement) needs
    no clerk: it is done after its duration on the office calendar — or, a 容缺 supplement
-   later than its deadline whose scenario says ``missed: reject``, at the deadline.  Any other step reaches the clerks
-   once a block (arrears; first attempts only) is settled, and not inside a ``hold``
-   outage of its department (it waits until the outage ends).
+   later than its deadline whose scenario says ``missed: reject``, at the deadline.
+   Any other step reaches the clerks once a block (arrears; first attempts only) is
+   settled, and not inside a ``hold`` outage of its department (it waits until the
+   outage ends).
 3. **serve** — the county's clerk pool (:class:`~services.core.clerks.ClerkPool`)
    assigns the clerk who frees earliest; the attempt is done after the clerk's work and
    any lag.
