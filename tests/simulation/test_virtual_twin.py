@@ -209,6 +209,15 @@ def test_every_fault_path_occurs_in_the_run_compared():
     missing = [k for k in expected if seen[k] < 3]
     assert missing == [], seen
     assert seen["external", "block"] == seen["external", "outage hold"] == 0
+    # the 容缺 supplement past its deadline (gas, missed: reject) rejects cases, and
+    # the window's morning hold delays linked transfers' intake
+    gas = rep.outcomes["gas_connection"]
+    supplement = [s.id for s in gas.matter.steps].index("supplement")
+    assert (gas.rejected_at_step == supplement).sum() >= 3
+    cols = rep.columns()
+    window = rep.departments().index("window")
+    held = (cols["department"] == window) & (cols["arrival"] > cols["enabled"])
+    assert held.sum() >= 3
 
 
 def test_every_event_the_departments_publish_is_valid_on_the_wire(both_drivers):
