@@ -19,9 +19,17 @@ import yaml
 from rich.console import Console
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from rich.text import Text
 
 from services.core.calendar import CalendarRangeError
-from services.core.catalog import UNIT_ABBREVIATIONS, Catalog, Matter, Target, load_catalog
+from services.core.catalog import (
+    UNIT_ABBREVIATIONS,
+    Catalog,
+    Matter,
+    Step,
+    Target,
+    load_catalog,
+)
 from services.core.errors import InputError
 from services.core.scenario import Scenario, load_scenario
 from services.runtime.settings import load_settings
@@ -186,20 +194,15 @@ def render_matter(catalog: Catalog, m: Matter, out: Console) -> None:
     for i, step in enumerate(m.ordered_steps, 1):
         head = Text.assemble((f"{i}. {step.id}", "bold"), f"  {step.name}")
         block(head, 2)
-        facts = [step.department, step.kind, step.channel, f"emits {step.emits}"]
-        if step.effect:
-            facts.append(f"effect {step.effect}")
-        if step.depends_on:
-            facts.append("after " + ", ".join(step.depends_on))
-        if step.actor:
-            facts.append(f"by {step.actor}")
-        block(" · ".join(facts), 5)
+        block(_step_facts(step), 5)
+    _render_routes(m, block)
     for group, label in ((m.targets, "Targets (2021 unless marked)"), (m.baseline, "Baseline")):
         if not group:
             continue
         out.print(f"[bold]{label}[/]", highlight=False)
         for t in group:
             scope = t.scope + (f", applies to {t.applies_to}" if t.applies_to else "")
+            scope += ", agency clock" if t.clock == "agency" else ""
             block(Text.assemble((t.metric, "bold"), f"  {describe_bound(t)}  ({scope})"), 2)
             block(Text(f"“{t.source}”", style="dim"), 5)
     notes = [i for i in catalog.inconsistencies if i.matter == m.id]
@@ -209,6 +212,33 @@ def render_matter(catalog: Catalog, m: Matter, out: Console) -> None:
             values = ", ".join(f"{k} {v:g}" for k, v in i.values.items())
             block(f"{i.description}: {values}; used {i.used:g} — {i.reason}", 2)
     out.print(UNIT_LEGEND, style="dim", highlight=False)
+
+
+def _step_facts(step: Step) -> str:
+    """A step's department, kind, channel, event and what else the catalog says."""
+    facts = [step.department, step.kind, step.channel, f"emits {step.emits}"]
+    if step.effect:
+        facts.append(f"effect {step.effect}")
+    if step.depends_on:
+        facts.append("after " + ", ".join(step.depends_on))
+    if step.actor:
+        facts.append(f"by {step.actor}")
+    if step.on_routes:
+        facts.append("only on route " + ", ".join(step.on_routes))
+    return " · ".join(facts)
+
+
+def _render_routes(m: Matter, block: Callable[[str | Text, int], None]) -> None:
+    """A matter's routes: the steps each runs, and its source."""
+    if not m.routes:
+        return
+    block(Text("Routes (a share of the cases, as a scenario's segments say)", "bold"), 0)
+    for route in m.routes:
+        steps = " → ".join(s.id for s in m.route_steps(route.id))
+        own = "; its own targets" if route.own_targets else ""
+        block(Text.assemble((route.id, "bold"), f"  {route.name}{own}"), 2)
+        block(f"steps: {steps}", 5)
+        block(Text(f"“{route.source}”", style="dim"), 5)
 
 
 @app.command("catalog")
