@@ -729,7 +729,8 @@ def down_command() -> None:
     killed = [n for n, o in stopped.outcomes.items() if o == "killed"]
     console.print(
         f"stopped {len(stopped.names)}: {', '.join(stopped.names)} — every process has exited"
-        + (f" ({', '.join(killed)} after SIGKILL)" if killed else "")
+        + (f" ({', '.join(killed)} after SIGKILL)" if killed else ""),
+        soft_wrap=True,  # one line, whatever the width: scripts and tests read it
     )
 
 
