@@ -367,6 +367,7 @@ def aggregate_target(target: Target, per_rep: list[TargetStats]) -> TargetResult
         bound=target.bound,
         year=target.year,
         applies_to=target.applies_to,
+        catalog_scope=target.catalog_scope,
     )
     first = per_rep[0]
     if first.note is not None:

@@ -51,6 +51,8 @@ class TargetResult(_Model):
     bound: Bound
     year: int
     applies_to: str | None = None
+    #: the catalog's scope when the run's process measured it on another (a variant's)
+    catalog_scope: str | None = None
     attainment: float | None = None  # share of cases (each) or of replications (mean/share)
     ci95: list[float] | None = None
     measured: float | None = None
@@ -78,11 +80,13 @@ class MatterResult(_Model):
         return next(iter(timed or measured), None)
 
     def target_like(self, other: TargetResult) -> TargetResult | None:
-        """This matter's result for the same target (metric, scope and year)."""
-        key = (other.metric, other.scope, other.year, other.applies_to)
-        return next(
-            (t for t in self.targets if (t.metric, t.scope, t.year, t.applies_to) == key), None
-        )
+        """This matter's result for the same target of the catalog (metric, scope as
+        the catalog states it, year, applies_to), whatever graph measured it."""
+
+        def key(t: TargetResult) -> tuple[str, str, int, str | None]:
+            return (t.metric, t.catalog_scope or t.scope, t.year, t.applies_to)
+
+        return next((t for t in self.targets if key(t) == key(other)), None)
 
     def first_time_target(self) -> TargetResult | None:
         return next((t for t in self.targets if t.is_time), None)
