@@ -127,12 +127,28 @@ def test_replay_completes_every_case(twin, tmp_path):
 
 def test_replay_agrees_with_the_simulation(twin, tmp_path):
     """The demo scenario live against `govflow simulate` with the same seed: equal case
-    counts, and per-matter p50 and p95 latency within 5 % (or 0.05 working days)."""
+    counts, and per-matter p50 and p95 latency within 5 % (or 0.05 working days).
+
+    At half the demo's speed (43,200x): with 16 department workers, the tracker and the
+    broker on two cores, a submission can reach a department a wall second late — a
+    sim day at 86,400x, enough to put a late arrival behind work that arrived after it
+    (2026-12-05: a procurement complaint 13.17 wd live vs 12.35 simulated, its finance
+    clerk taken by a later step; the pool's backfill cannot place 8 hours of work in the
+    shorter gap).  The agreement is the twin's, at a speed the machine keeps up with."""
     env, _, _ = twin
     scenario = str(ROOT / "scenarios" / "demo.yaml")
     live, simulated = tmp_path / "live", tmp_path / "sim"
-    replayed = govflow(
-        env, "replay", "--scenario", scenario, "--speed", "86400", "--out", str(live)
+    replayed = govflow(  # the default wait is for 86,400x: procurement runs ~80 sim days
+        env,
+        "replay",
+        "--scenario",
+        scenario,
+        "--speed",
+        "43200",
+        "--timeout",
+        "600",
+        "--out",
+        str(live),
     )
     assert replayed.returncode == 0, replayed.stdout + replayed.stderr
     ran = govflow(
