@@ -378,3 +378,54 @@ def test_extended_window_hours_shorten_the_wait_at_the_front_desk(catalog):
         waits[name] = float(np.mean(intake["done"] - intake["arrival"])) / 3600  # clock hours
     # 10 hours a day instead of 7: the queue clears sooner
     assert waits["extended"] < 0.7 * waits["usual"], waits
+
+
+def test_channel_routes_skip_the_window_and_customs_routes_skip_their_steps(catalog):
+    """Online filing (一网通办 L73, 互联网+不动产登记 L379) and the bank's mortgage window
+    (L391) need no visit to the county window: their cases have no window step, and the
+    transfer's visits (只跑一次) drop to none; at customs a declaration not selected for
+    inspection, or filed in advance, clears in less time than one inspected."""
+    scenario = only(
+        catalog,
+        {
+            "enterprise_establishment": 18000,
+            "property_transfer": 65000,
+            "mortgage_registration": 60000,
+            "import_clearance": 30000,
+        },
+    )
+    rep = run_replication(catalog, scenario, 12)
+    for matter_id, name in (
+        ("enterprise_establishment", "一网通办"),
+        ("property_transfer", "网上申请"),
+        ("mortgage_registration", "银行网点"),
+    ):
+        segment = rep.outcomes[matter_id].arrivals.segment
+        on_route = segment == segment_index(scenario, matter_id, name)
+        window_steps = [s.id for s in catalog.matter(matter_id).steps if s.department == "window"]
+        at_window = np.zeros(len(segment), dtype=bool)
+        for step_id in window_steps:
+            rows = step_rows(rep, matter_id, step_id)
+            at_window[rows["seq"][rows["attempt"] == 0]] = True
+        if matter_id == "enterprise_establishment":  # the one-time issue is at the window
+            intake = step_rows(rep, matter_id, "intake")
+            assert not np.isin(intake["seq"], np.flatnonzero(on_route)).any()
+        else:
+            assert not at_window[on_route].any() and at_window[~on_route].all()
+    stats = measure_replication(catalog, scenario, rep).matters["property_transfer"]
+    matter = catalog.matter("property_transfer")
+    visits = next(
+        s for t, s in zip(matter.targets, stats.targets, strict=True) if t.metric == "visits"
+    )
+    online = rep.outcomes["property_transfer"].arrivals.segment == 0
+    # every window filing is at least one visit, an online filing none: the mean follows
+    assert abs(visits.mean - (1 - online.mean()) * 1.05) < 0.05, visits.mean
+    imports = rep.outcomes["import_clearance"]
+    hours = (imports.completed - imports.arrivals.submitted) / 3600
+    names = [s.name for s in scenario.demand["import_clearance"].segments]
+    by_name = {
+        n: float(np.nanmean(hours[imports.arrivals.segment == i])) for i, n in enumerate(names)
+    }
+    by_name["full"] = float(np.nanmean(hours[imports.arrivals.segment == -1]))
+    assert by_name["提前申报"] < by_name["免于查验"] < by_name["full"]
+    assert by_name["提前申报(布控查验)"] > by_name["免于查验"] + 5  # the inspection's ~10 h
