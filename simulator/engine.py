@@ -128,6 +128,9 @@ class Replication:
     accounts: dict[str, dict[int, int]] = field(default_factory=dict)
     cleared: dict[int, tuple[int, ...]] = field(default_factory=dict)  # deed tax paid
     linked_units: set[int] = field(default_factory=set)
+    #: pools with hours of their own (延时): (department, county index) → index into
+    #: calendars, in place of their step's calendar
+    pool_calendars: dict[tuple[str, int], int] = field(default_factory=dict)
 
     @property
     def cases(self) -> int:
@@ -156,6 +159,10 @@ class Replication:
             cal_lut = np.array([self.step_calendars[mi][si] for si in range(len(steps))])
             department[rows] = dept_lut[cols["step"][rows]]
             calendar[rows] = cal_lut[cols["step"][rows]]
+        for (dept, county_index), index in self.pool_calendars.items():
+            if dept in departments:
+                own = (department == departments.index(dept)) & (county == county_index)
+                calendar[own] = index
         start = cols["enabled"].copy() if n else np.empty(0)
         served = cols["clerk"] >= 0 if n else np.zeros(0, dtype=bool)
         for index, cal in enumerate(self.calendars):
@@ -278,7 +285,16 @@ def _run(catalog: Catalog, scenario: Scenario, seed: int) -> Replication:  # noq
             continue
         matter = scenario.matter(catalog, matter_id)
         runs.append(_MatterRun(scenario, matter, len(runs), arrivals, seed, calendar_index))
-    calendars_by_id = {id(c): c for r in runs for c in r.walk.calendars}
+    pool_calendars: dict[tuple[str, int], int] = {}
+    county_of = {c: i for i, c in enumerate(counties)}
+    for run in runs:
+        for name, calendar in run.walk.pool_calendars.items():
+            dept, county = name.split("/", 1)
+            index = calendar_index.setdefault(id(calendar), len(calendar_index))
+            pool_calendars[(dept, county_of[county])] = index
+    calendars_by_id = {
+        id(c): c for r in runs for c in (*r.walk.calendars, *r.walk.pool_calendars.values())
+    }
     by_index = sorted(calendar_index, key=lambda i: calendar_index[i])
     calendars = [calendars_by_id[i] for i in by_index]
     pools: dict[tuple[str, int], ClerkPool] = {}
@@ -416,6 +432,7 @@ def _run(catalog: Catalog, scenario: Scenario, seed: int) -> Replication:  # noq
         pools=pool_stats,
         calendars=calendars,
         step_calendars=[r.calendar_ids for r in runs],
+        pool_calendars=pool_calendars,
         horizon_start=t0,
         horizon_end=horizon_end,
         measured_from=midnight(scenario.measured_from()),

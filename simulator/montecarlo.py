@@ -255,7 +255,7 @@ def _pool_stats(scenario: Scenario, rep: Replication) -> list[PoolRepStats]:
     bounds = np.searchsorted(key, np.arange(len(departments) * len(rep.counties) + 1))
     out = []
     for pool in rep.pools:
-        calendar = scenario.calendar(pool.department)
+        calendar = scenario.pool_calendar(pool.department, pool.county)
         k = departments.index(pool.department) * len(rep.counties) + county_index[pool.county]
         lo, hi = bounds[k], bounds[k + 1]
         waits_us = start_w[lo:hi] - calendar.clock_at_many(arrival[lo:hi])

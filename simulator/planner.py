@@ -100,13 +100,13 @@ def expected_load(catalog: Catalog, scenario: Scenario) -> dict[Pool, float]:
                 continue
             timing = scenario.timing[matter_id][step.id]
             assert timing.service is not None
-            calendar = scenario.calendar(step.department)
-            continuous = calendar.day_us == 86_400_000_000
-            work = to_duration(
-                timing.service.mean_value(), timing.service.unit, calendar.day_us, continuous
-            ).us
-            available = _available_us(scenario, step.department)
             for county, share in scenario.counties.items():
+                calendar = scenario.pool_calendar(step.department, county)
+                continuous = calendar.day_us == 86_400_000_000
+                work = to_duration(
+                    timing.service.mean_value(), timing.service.unit, calendar.day_us, continuous
+                ).us
+                available = _available_us(scenario, step.department, county)
                 cases = demand.per_year * horizon_share * share
                 pool = (step.department, county)
                 load[pool] = (
@@ -116,10 +116,10 @@ def expected_load(catalog: Catalog, scenario: Scenario) -> dict[Pool, float]:
     return load
 
 
-def _available_us(scenario: Scenario, department: str) -> float:
+def _available_us(scenario: Scenario, department: str, county: str) -> float:
     from simulator.demand import midnight
 
-    calendar = scenario.calendar(department)
+    calendar = scenario.pool_calendar(department, county)
     start = midnight(scenario.horizon.start)
     end = midnight(scenario.horizon.end) + 86400.0
     return float(calendar.clock_at(end) - calendar.clock_at(start))

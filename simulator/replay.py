@@ -416,6 +416,8 @@ def rebuild(
         si = next(i for i, s in enumerate(matter.steps) if s.id == payload.step)
         clerk = int(payload.clerk.rsplit("/", 1)[1]) - 1 if payload.clerk else -1
         calendar = calendars[step_calendars[matter_index[matter_id]][si]]
+        if clerk >= 0:  # served by the county's pool, on its calendar (its own hours)
+            calendar = scenario.pool_calendar(matter.steps[si].department, event.county)
         records.add(
             matter_index[matter_id],
             local,
@@ -445,9 +447,22 @@ def rebuild(
         pools=pools,
         calendars=calendars,
         step_calendars=step_calendars,
+        pool_calendars=_pool_calendars(scenario, counties, calendars),
         horizon_start=midnight(scenario.horizon.start),
         horizon_end=midnight(scenario.horizon.end) + 86400.0,
         measured_from=midnight(scenario.measured_from()),
         wall_seconds=collected.wall_seconds,
         counties=counties,
     )
+
+
+def _pool_calendars(
+    scenario: Scenario, counties: list[str], calendars: list[Any]
+) -> dict[tuple[str, int], int]:
+    """The pools with hours of their own, their calendars appended to ``calendars``."""
+    out: dict[tuple[str, int], int] = {}
+    for department, staffing in scenario.departments.items():
+        for county in staffing.county_hours:
+            calendars.append(scenario.pool_calendar(department, county))
+            out[(department, counties.index(county))] = len(calendars) - 1
+    return out

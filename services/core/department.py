@@ -410,7 +410,8 @@ class DepartmentRules:
         if action.start_w is None:  # no clerk: an external step, or a release
             started = action.arrived
         else:
-            started = walk.calendars[si].posix_at(action.start_w, at_start=True)
+            calendar = walk.calendar_of(si, action.county)
+            started = calendar.posix_at(action.start_w, at_start=True)
         work = None
         if not walk.graph.external[si] and action.kind == "complete":
             scale = walk.scale(action.segment)

@@ -181,14 +181,30 @@ class MatterDemand(_Model):
         return segments
 
 
+def _parse_county_hours(value: object) -> object:
+    if isinstance(value, dict):
+        return {county: _parse_hours(hours) for county, hours in value.items()}
+    return value
+
+
 class Staffing(_Model):
-    """Clerks of one department per county, and the hours they work."""
+    """Clerks of one department per county, and the hours they work: ``office_hours``
+    for the department, ``county_hours`` for the pools of some counties that keep their
+    own (延时服务: open through lunch, into the evening)."""
 
     calendar: Literal["office", "24x7"] = "office"
     office_hours: tuple[tuple[time, time], ...] | None = None
+    county_hours: dict[str, tuple[tuple[time, time], ...]] = Field(default_factory=dict)
     clerks: dict[str, Annotated[int, Field(ge=0)]]
 
     _hours = field_validator("office_hours", mode="before")(_parse_hours)
+    _county_hours = field_validator("county_hours", mode="before")(_parse_county_hours)
+
+    @model_validator(mode="after")
+    def _hours_of_an_office(self) -> Staffing:
+        if self.county_hours and self.calendar == "24x7":
+            raise ValueError("county_hours: a 24x7 department has no office hours to extend")
+        return self
 
 
 class Branch(_Model):
@@ -418,9 +434,11 @@ class Scenario(_Model):
         for dept, staffing in self.departments.items():
             if dept not in departments:
                 raise ValueError(f"departments.{dept}: unknown department")
-            for county in staffing.clerks:
-                if county != "default" and county not in catalog.county_ids:
-                    raise ValueError(f"departments.{dept}.clerks.{county}: unknown county")
+            named = [("clerks", c) for c in staffing.clerks if c != "default"]
+            named += [("county_hours", c) for c in staffing.county_hours]
+            for field, county in named:
+                if county not in catalog.county_ids:
+                    raise ValueError(f"departments.{dept}.{field}.{county}: unknown county")
         for i, stock in enumerate(self.housing):
             for matter_id in stock.matters:
                 if matter_id not in {m.id for m in catalog.matters}:
@@ -557,6 +575,34 @@ class Scenario(_Model):
             else:
                 cache[department] = self.office_calendar
         return cache[department]
+
+    def pool_calendar(self, department: str, county: str) -> WorkingCalendar:
+        """The calendar one county's pool of a department works on: its own hours
+        (``county_hours``), or the department's (cached per scenario)."""
+        staffing = self.departments.get(department)
+        hours = staffing.county_hours.get(county) if staffing is not None else None
+        if not hours:
+            return self.calendar(department)
+        cache = self.__dict__.setdefault("_pool_calendars", {})
+        key = (department, county)
+        if key not in cache:
+            cache[key] = OfficeCalendar(
+                hours,
+                name=f"{department}/{county}",
+                holiday_years=self.holiday_data,
+                run_out_days=RUN_OUT_DAYS,
+            )
+        return cache[key]
+
+    def pool_calendars(self, department: str) -> dict[str, WorkingCalendar]:
+        """The pools of a department with hours of their own: pool name → calendar."""
+        staffing = self.departments.get(department)
+        if staffing is None:
+            return {}
+        return {
+            f"{department}/{county}": self.pool_calendar(department, county)
+            for county in staffing.county_hours
+        }
 
     def profile(self, name: str) -> DemandProfile:
         return self.profiles.get(name, DemandProfile()) if name != "flat" else FLAT_PROFILE

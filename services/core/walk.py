@@ -219,6 +219,13 @@ class MatterWalk:
             self.office if external else scenario.calendar(department)
             for external, department in zip(graph.external, graph.departments, strict=True)
         )
+        #: pools with hours of their own (延时), by pool name ("department/county")
+        self.pool_calendars: dict[str, WorkingCalendar] = {
+            name: calendar
+            for department, external in zip(graph.departments, graph.external, strict=True)
+            if not external
+            for name, calendar in scenario.pool_calendars(department).items()
+        }
         self.faults = tuple(DepartmentFaults.of(scenario, d) for d in graph.departments)
         self.models = tuple(
             StepModel(scenario, matter.id, step, seed, calendar)
@@ -258,6 +265,13 @@ class MatterWalk:
             scales[segments == index] = scale
         for model in self.models:
             model.prepare(scales)
+
+    def calendar_of(self, si: int, county: str) -> WorkingCalendar:
+        """The calendar step ``si`` is served on in ``county`` (its pool's)."""
+        calendar = self.calendars[si]
+        if self.pool_calendars and not self.graph.external[si]:
+            return self.pool_calendars.get(f"{self.graph.departments[si]}/{county}", calendar)
+        return calendar
 
     def graph_of(self, segment: int) -> MatterGraph:
         """The route graph of a segment's cases (-1: no segment, the default path)."""
@@ -310,6 +324,8 @@ class MatterWalk:
         if state.rejected:
             return None
         calendar = self.calendars[si]
+        if self.pool_calendars:  # this county's pool may keep hours of its own
+            calendar = self.pool_calendars.get(pool.name, calendar)
         model = self.models[si]
         first = model.first
         if attempt == 0 and seq < first.n:  # prepared: read it directly (the hot path)

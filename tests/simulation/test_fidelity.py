@@ -361,23 +361,36 @@ def test_an_agency_clock_stops_while_the_applicant_corrects(catalog):
 
 
 def test_extended_window_hours_shorten_the_wait_at_the_front_desk(catalog):
-    """延时服务 (L416, L825): a window pool open through lunch and into the evening
-    (a calendar of its own) serves the same intake with shorter waits."""
+    """延时服务 (L416, L825): a window pool open through lunch and into the evening (a
+    calendar of its own — here Poyang's alone, ``county_hours``) serves the same intake
+    with shorter waits; every other county's pool schedules exactly as before."""
     demand = {"enterprise_establishment": 18000, "property_transfer": 65000}
     one_clerk = {"clerks": {"default": 1, "poyang": 2, "yugan": 2}}  # a busy front desk
     usual = only(catalog, demand, departments={"window": one_clerk})
     extended = only(
         catalog,
         demand,
-        departments={"window": {**one_clerk, "office_hours": [["08:30", "18:30"]]}},
+        departments={"window": {**one_clerk, "county_hours": {"poyang": [["08:30", "18:30"]]}}},
     )
-    waits = {}
+    waits, others = {}, {}
+    poyang = list(usual.counties).index("poyang")
     for name, scenario in (("usual", usual), ("extended", extended)):
         rep = run_replication(catalog, scenario, 10)
         intake = step_rows(rep, "property_transfer", "intake")
-        waits[name] = float(np.mean(intake["done"] - intake["arrival"])) / 3600  # clock hours
-    # 10 hours a day instead of 7: the queue clears sooner
+        here = intake["county"] == poyang
+        waits[name] = float(np.mean(intake["done"][here] - intake["arrival"][here])) / 3600
+        others[name] = intake["done"][~here]
+        pools = {(p.department, p.county): p for p in rep.pools}
+        assert pools[("window", "poyang")].clerks == 2
+    # 10 hours a day instead of 7: the queue clears sooner (clock hours from arrival)
     assert waits["extended"] < 0.7 * waits["usual"], waits
+    assert np.array_equal(others["usual"], others["extended"])
+    # the pool's starts are on its own hours: some after 17:30 or through lunch
+    rep = run_replication(catalog, extended, 10)
+    intake = step_rows(rep, "property_transfer", "intake")
+    local = (intake["start"][intake["county"] == poyang] + 8 * 3600) % 86400 / 3600
+    assert ((local >= 12) & (local < 14)).any() and (local >= 17.5).any()
+    assert ((local >= 8.5) & (local < 18.5)).all()
 
 
 def test_channel_routes_skip_the_window_and_customs_routes_skip_their_steps(catalog):
