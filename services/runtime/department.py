@@ -148,8 +148,10 @@ class DepartmentService(Service):
         run, clock = self.control.run, self.control.clock
         if self.rules is None or clock is None or run is None or self.tables.pools is None:
             return
-        now_w = self.rules.calendar.clock_at(clock.now())
-        for county in self.rules.scenario.counties:
+        now = clock.now()
+        scenario = self.rules.scenario
+        for county in scenario.counties:
+            now_w = scenario.pool_calendar(self.department, county).clock_at(now)  # its hours
             pool = self.rules.pool(county, self.tables.pools.get(f"{county}|{run.run_id}"))
             metrics.clerks.labels(self.department, county).set(pool.clerks)
             busy = sum(1 for free_at in pool.free_at() if free_at > now_w)
