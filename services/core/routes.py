@@ -5,7 +5,7 @@ matter's routes (:class:`~services.core.catalog.Route`: a shortcut of the plan).
 module answers, for a case of a segment, the two questions every driver and every
 measurer asks, in one place:
 
-* its step graph (:class:`~services.core.walk.MatterGraph` on the route);
+* its step graph (a :class:`MatterGraph` on the route);
 * whether a target applies to it:
 
   - a target with ``applies_to`` applies to the cases of the segment, or of the route,
