@@ -157,7 +157,7 @@ def measure_replication(catalog: Catalog, scenario: Scenario, rep: Replication) 
         completed = outcome.completed[measured]
         times = times.subset(measured)
         segment = outcome.arrivals.segment[measured]
-        routes = MatterRoutes(matter, scenario.demand[matter_id].segments)
+        routes = MatterRoutes.of(matter, scenario)
         unit = latency_unit(matter)
         finished = np.isfinite(completed)
         latency = elapsed(unit, submitted[finished], completed[finished], office)

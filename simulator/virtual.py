@@ -105,10 +105,7 @@ class _Router:
         self.cases: dict[tuple[str, str], CaseRecord] = {}
         self.tracked: dict[str, CaseProgress] = {}
         self.matters = {m: scenario.matter(catalog, m) for m in scenario.demand}
-        self.routes = {
-            m: MatterRoutes(matter, scenario.demand[m].segments)
-            for m, matter in self.matters.items()
-        }
+        self.routes = {m: MatterRoutes.of(matter, scenario) for m, matter in self.matters.items()}
         self.delivery_delay = delivery_delay
         self.order = itertools.count()
         self.queue: list[tuple[float, int, str, Any]] = []

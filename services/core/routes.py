@@ -24,7 +24,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from services.core.catalog import Matter, StepEffect, Target
-from services.core.scenario import Segment
+from services.core.scenario import Scenario, Segment
 
 
 class MatterGraph:
@@ -103,6 +103,7 @@ class MatterRoutes:
 
     def __init__(self, matter: Matter, segments: Sequence[Segment] = ()) -> None:
         self.matter = matter
+        self.segments = tuple(segments)
         self.default = MatterGraph(matter)
         by_route = {s.route: MatterGraph(matter, s.route) for s in segments if s.route}
         #: per segment: its route graph
@@ -122,6 +123,12 @@ class MatterRoutes:
             bool(s.route and routes[s.route].own_targets) for s in segments
         )
         self._modelled = frozenset().union(*self.names) if self.names else frozenset()
+
+    @classmethod
+    def of(cls, matter: Matter, scenario: Scenario) -> MatterRoutes:
+        """The routes a scenario's segments of ``matter`` take (none without demand)."""
+        demand = scenario.demand.get(matter.id)
+        return cls(matter, demand.segments if demand else ())
 
     def graph_of(self, segment: int) -> MatterGraph:
         """The route graph of a segment's cases (-1: no segment, the default path)."""

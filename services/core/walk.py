@@ -208,10 +208,8 @@ class MatterWalk:
 
     def __init__(self, scenario: Scenario, matter: Matter, seed: int) -> None:
         self.matter = matter
-        demand = scenario.demand.get(matter.id)
-        segments = demand.segments if demand else ()
         #: each segment's route graph, and which targets its cases are measured against
-        self.routes = routes = MatterRoutes(matter, segments)
+        self.routes = routes = MatterRoutes.of(matter, scenario)
         self.graph = graph = routes.default
         every = routes.every
         self.office = scenario.office_calendar
@@ -231,7 +229,7 @@ class MatterWalk:
             StepModel(scenario, matter.id, step, seed, calendar)
             for step, calendar in zip(matter.steps, self.calendars, strict=True)
         )
-        self.scales: tuple[float, ...] = tuple(s.time_scale for s in segments)
+        self.scales: tuple[float, ...] = tuple(s.time_scale for s in routes.segments)
         timings = scenario.timing.get(matter.id, {})
         #: 容缺 steps whose missed deadline rejects the case
         self.reject_missed: tuple[bool, ...] = tuple(

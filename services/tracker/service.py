@@ -76,10 +76,7 @@ class TrackerService(Service):
 
     def on_run(self, run: RunAnnounced, scenario: Scenario) -> None:
         self.matters = {m: scenario.matter(self.catalog, m) for m in scenario.demand}
-        self.routes = {
-            m: MatterRoutes(matter, scenario.demand[m].segments)
-            for m, matter in self.matters.items()
-        }
+        self.routes = {m: MatterRoutes.of(matter, scenario) for m, matter in self.matters.items()}
         self.office = scenario.office_calendar
         self.open_linked = {}
         assert isinstance(self.metrics, TrackerMetrics)
