@@ -371,16 +371,39 @@ def simulate_command(
     workers: WorkersOption = None,
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Output folder.")] = None,
     events: Annotated[
-        bool, typer.Option("--events/--no-events", help="Write events.csv (replication 0).")
+        bool,
+        typer.Option("--events/--no-events", help="Write the event logs (replication 0)."),
     ] = True,
+    log_format: Annotated[
+        str,
+        typer.Option(
+            "--log-format",
+            metavar="csv|xes",
+            help="The step log: events.csv (PM4Py columns) or events.xes (XES, IEEE 1849).",
+        ),
+    ] = "csv",
+    ocel: Annotated[
+        bool | None,
+        typer.Option(
+            "--ocel/--no-ocel",
+            help="Write ocel.json, the linked transfers as an OCEL 2.0 log "
+            "[default: when the run has linked transfers].",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Simulate a scenario: latency and target attainment per matter, clerk utilisation.
 
-    Writes summary.json, events.csv (a PM4Py-style log of replication 0) and a
-    self-contained report.html to --out (default: out/<scenario name>).
+    Writes summary.json, the step log of replication 0 (events.csv, a PM4Py-style log,
+    or events.xes), ocel.json for linked transfers and a self-contained report.html to
+    --out (default: out/<scenario name>).
     """
+    from simulator.outputs import LOG_FORMATS
     from simulator.run import simulate
 
+    if log_format not in LOG_FORMATS:
+        raise InputError("--log-format", log_format, f"must be one of {', '.join(LOG_FORMATS)}")
+    chosen = LOG_FORMATS[LOG_FORMATS.index(log_format)]  # typed as a LogFormat
     catalog, loaded = _load(scenario)
     out = out or Path("out") / loaded.name
     with _progress() as progress:
@@ -394,6 +417,8 @@ def simulate_command(
                 workers=workers or _default_workers(),
                 out=out,
                 events=events,
+                log_format=chosen,
+                ocel=ocel,
                 progress=lambda n: progress.advance(task, n),
             )
         except CalendarRangeError as exc:
@@ -401,7 +426,7 @@ def simulate_command(
     render_summary(result.summary, console)
     console.print(
         f"wrote {out / 'summary.json'}, {out / 'report.html'}"
-        + (f", {out / 'events.csv'}" if events else "")
+        + "".join(f", {path}" for path in result.logs)
     )
 
 
@@ -753,17 +778,38 @@ def replay_command(
         float | None, typer.Option("--timeout", help="Wall seconds to wait for every case.")
     ] = None,
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Output folder.")] = None,
+    log_format: Annotated[
+        str,
+        typer.Option(
+            "--log-format",
+            metavar="csv|xes",
+            help="The step log: events.csv (PM4Py columns) or events.xes (XES, IEEE 1849).",
+        ),
+    ] = "csv",
+    ocel: Annotated[
+        bool | None,
+        typer.Option(
+            "--ocel/--no-ocel",
+            help="Write ocel.json, the linked transfers as an OCEL 2.0 log "
+            "[default: when the run has linked transfers].",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Replay a scenario's demand in real time into the running services.
 
-    Writes the same summary.json, events.csv and report.html as `govflow simulate`,
-    with system figures; exits 1 listing the unfinished cases if the timeout passes.
+    Writes the same summary.json, events.csv (or events.xes), ocel.json and report.html
+    as `govflow simulate`, with system figures; exits 1 listing the unfinished cases if
+    the timeout passes.
     """
     from services.runtime import supervisor
     from services.runtime.broker import require_broker
     from services.runtime.health import ReplayMetrics
+    from simulator.outputs import LOG_FORMATS
     from simulator.replay import ReplayOptions, replay
 
+    if log_format not in LOG_FORMATS:
+        raise InputError("--log-format", log_format, f"must be one of {', '.join(LOG_FORMATS)}")
     settings = load_settings()
     state = supervisor.TwinState.load(supervisor.state_path(settings))
     catalog = _catalog_from(None)
@@ -788,6 +834,8 @@ def replay_command(
             seed=seed,
             timeout=timeout,
             topic_prefix=settings.topic_prefix,
+            log_format=LOG_FORMATS[LOG_FORMATS.index(log_format)],
+            ocel=ocel,
         )
         result = replay(
             catalog,
@@ -817,7 +865,10 @@ def replay_command(
         f"{system.cases_per_second:.1f} cases/s; wall-clock overhead per case "
         f"p50 {_fmt(overhead.p50)} s p99 {_fmt(overhead.p99)} s"
     )
-    console.print(f"wrote {out / 'summary.json'}, {out / 'report.html'}, {out / 'events.csv'}")
+    console.print(
+        f"wrote {out / 'summary.json'}, {out / 'report.html'}"
+        + "".join(f", {path}" for path in result.logs)
+    )
     if result.unfinished:
         shown = ", ".join(result.unfinished[:20])
         more = f" (+{len(result.unfinished) - 20} more)" if len(result.unfinished) > 20 else ""
@@ -883,6 +934,7 @@ def verify_command(
     print(json.dumps(report.counts()))
     if not report.ok:
         raise typer.Exit(code=1)
+
 
 
 def main() -> None:  # pragma: no cover - console-script entry

@@ -131,6 +131,11 @@ class Replication:
     #: pools with hours of their own (延时): (department, county index) → index into
     #: calendars, in place of their step's calendar
     pool_calendars: dict[tuple[str, int], int] = field(default_factory=dict)
+    #: each matter's demand segments by name (MatterArrivals.segment indexes them)
+    segments: dict[str, tuple[str, ...]] = field(default_factory=dict)
+
+    def segment_names(self, matter_id: str) -> tuple[str, ...]:
+        return self.segments.get(matter_id, ())
 
     @property
     def cases(self) -> int:
@@ -442,4 +447,10 @@ def _run(catalog: Catalog, scenario: Scenario, seed: int) -> Replication:  # noq
         accounts=keepers.holders(),
         cleared=keepers.cleared(),
         linked_units=linked,
+        segments=segment_names(scenario),
     )
+
+
+def segment_names(scenario: Scenario) -> dict[str, tuple[str, ...]]:
+    """Each matter's demand segments by name, for :attr:`Replication.segments`."""
+    return {m: tuple(s.name for s in d.segments) for m, d in scenario.demand.items() if d.segments}

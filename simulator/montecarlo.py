@@ -25,6 +25,7 @@ from services.core.scenario import Scenario
 from services.core.timing import stream_seed
 from services.core.walk import Outcome
 from simulator.engine import Replication, run_replication
+from simulator.outputs import EventLogs
 from simulator.summary import (
     Bottleneck,
     Histogram,
@@ -87,6 +88,8 @@ class RepStats:
     wall_seconds: float
     matters: dict[str, MatterStats] = field(default_factory=dict)
     pools: list[PoolRepStats] = field(default_factory=list)
+    #: the event logs the replication wrote (replication 0, when asked)
+    logs: tuple[Path, ...] = ()
 
 
 def latency_unit(matter: Matter) -> str:
@@ -284,15 +287,17 @@ def _max_queue(arrival: np.ndarray, start: np.ndarray) -> int:
     return int(np.cumsum(delta[order]).max())
 
 
-def _run_one(catalog: Catalog, scenario: Scenario, seed: int, events_path: Path | None) -> RepStats:
+def _run_one(catalog: Catalog, scenario: Scenario, seed: int, logs: EventLogs | None) -> RepStats:
     rep = run_replication(catalog, scenario, seed)
-    if events_path is not None:
+    written: tuple[Path, ...] = ()
+    if logs is not None:
         from simulator.ledger import simulation_facts, write_ledger
-        from simulator.outputs import write_events
 
-        write_events(rep, events_path)
-        write_ledger(simulation_facts(rep), events_path.parent / "ledger.jsonl")
-    return measure_replication(catalog, scenario, rep)
+        written = logs.write(rep)
+        write_ledger(simulation_facts(rep), logs.folder / "ledger.jsonl")
+    stats = measure_replication(catalog, scenario, rep)
+    stats.logs = written
+    return stats
 
 
 # --- many replications ---------------------------------------------------------------
@@ -305,22 +310,23 @@ def run_replications(
     replications: int,
     seed: int,
     workers: int = 1,
-    events_path: Path | None = None,
+    logs: EventLogs | None = None,
     progress: Callable[[int], None] | None = None,
 ) -> list[RepStats]:
     """Run the replications (in ``workers`` processes) and return their statistics in
-    replication order; replication 0 writes ``events_path`` when given."""
+    replication order; replication 0 writes ``logs`` (and ``ledger.jsonl`` beside them)
+    when given."""
     seeds = replication_seeds(seed, replications)
     results: dict[int, RepStats] = {}
     if workers <= 1 or replications == 1:
         for r, s in enumerate(seeds):
-            results[r] = _run_one(catalog, scenario, s, events_path if r == 0 else None)
+            results[r] = _run_one(catalog, scenario, s, logs if r == 0 else None)
             if progress:
                 progress(1)
     else:
         with ProcessPoolExecutor(max_workers=min(workers, replications)) as pool:
             futures = {
-                pool.submit(_run_one, catalog, scenario, s, events_path if r == 0 else None): r
+                pool.submit(_run_one, catalog, scenario, s, logs if r == 0 else None): r
                 for r, s in enumerate(seeds)
             }
             for future in as_completed(futures):

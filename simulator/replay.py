@@ -6,8 +6,9 @@
 3. collect every step event and the tracker's verdicts until every case is terminal
    (or the timeout: then the unfinished case ids are listed);
 4. rebuild the run as the capacity engine's :class:`~simulator.engine.Replication` and
-   write the same ``summary.json`` / ``events.csv`` / ``report.html`` as a simulation,
-   plus system figures (events per second, wall-clock processing latency).
+   write the same ``summary.json`` / ``events.csv`` (or ``events.xes``; ``ocel.json``) /
+   ``report.html`` as a simulation, plus system figures (events per second, wall-clock
+   processing latency).
 
 The seed is the one ``govflow simulate --replications 1 --seed S`` uses, so a replay and
 that simulation draw the same cases and the same durations.
@@ -45,10 +46,10 @@ from services.runtime.broker import bootstrap_of
 from services.runtime.control import RunAnnounced
 from services.runtime.health import ReplayMetrics
 from simulator.demand import MatterArrivals, midnight
-from simulator.engine import MatterOutcome, PoolStats, Replication, StepRecords
+from simulator.engine import MatterOutcome, PoolStats, Replication, StepRecords, segment_names
 from simulator.ledger import replay_facts, write_ledger
 from simulator.montecarlo import measure_replication, replication_seeds, summarise
-from simulator.outputs import write_events
+from simulator.outputs import EventLogs, LogFormat
 from simulator.report import write_report
 from simulator.summary import Quantiles, Summary, SystemFigures
 from simulator.virtual import submissions
@@ -69,6 +70,7 @@ class ReplayResult:
     terminal: int
     unfinished: list[str] = field(default_factory=list)
     out: Path | None = None
+    logs: tuple[Path, ...] = ()  # the event logs written
 
 
 def effective_scenario(
@@ -96,6 +98,8 @@ class ReplayOptions:
     seed: int | None = None  # default: the scenario's
     timeout: float | None = None  # wall seconds to wait for every case
     topic_prefix: str = "govflow"
+    log_format: LogFormat = "csv"  # events.csv or events.xes
+    ocel: bool | None = None  # ocel.json: always, never, or None: with linked transfers
 
 
 def replay(
@@ -139,7 +143,8 @@ def replay(
     collected = asyncio.run(
         _run(run, demand, broker_url, topics, sources, budget, progress, metrics, catalog)
     )
-    return _finish(catalog, scenario, base_seed, run_seed, run, demand, collected, out)
+    logs = EventLogs(out, options.log_format, options.ocel)
+    return _finish(catalog, scenario, base_seed, run_seed, run, demand, collected, out, logs)
 
 
 @dataclass
@@ -280,6 +285,7 @@ def _finish(
     demand: list[Event],
     collected: _Collected,
     out: Path,
+    logs: EventLogs,
 ) -> ReplayResult:
     rep = rebuild(catalog, scenario, run_seed, demand, collected)
     measured = measure_replication(catalog, scenario, rep)
@@ -315,7 +321,7 @@ def _finish(
     )
     out.mkdir(parents=True, exist_ok=True)
     summary.write(out / "summary.json")
-    write_events(rep, out / "events.csv")
+    written = logs.write(rep)
     write_ledger(
         replay_facts(
             catalog,
@@ -327,7 +333,8 @@ def _finish(
         out / "ledger.jsonl",
     )
     write_report(summary, out / "report.html", title=f"govflow live replay — {scenario.name}")
-    return ReplayResult(summary, len(wanted), len(wanted) - len(unfinished), unfinished, out)
+    terminal = len(wanted) - len(unfinished)
+    return ReplayResult(summary, len(wanted), terminal, unfinished, out, written)
 
 
 def _quantiles(values: list[float]) -> Quantiles:
@@ -453,6 +460,7 @@ def rebuild(
         measured_from=midnight(scenario.measured_from()),
         wall_seconds=collected.wall_seconds,
         counties=counties,
+        segments=segment_names(scenario),
     )
 
 
