@@ -936,6 +936,9 @@ def verify_command(
         raise typer.Exit(code=1)
 
 
+# the discovery commands register themselves on ``app`` (kept in a module of their own)
+from govflow import discovery_cli  # noqa: E402, F401
+
 
 def main() -> None:  # pragma: no cover - console-script entry
     app()

@@ -67,8 +67,15 @@ def _write(path: Path, template: str, **context: Any) -> Path:
     return path
 
 
-def write_report(summary: Summary, path: Path, *, title: str | None = None) -> Path:
-    """Write one scenario's summary as a self-contained HTML report; returns ``path``."""
+def write_report(
+    summary: Summary,
+    path: Path,
+    *,
+    title: str | None = None,
+    validation: dict[str, Any] | None = None,
+) -> Path:
+    """Write one scenario's summary as a self-contained HTML report; returns ``path``.
+    ``validation`` (from ``govflow validate``) adds the distances to a real log."""
     rendered = {
         "attainment": charts.attainment(summary.matters, "att"),
         "histograms": charts.histograms(summary.matters, "lat"),
@@ -82,6 +89,7 @@ def write_report(summary: Summary, path: Path, *, title: str | None = None) -> P
         summary=summary,
         charts=rendered,
         chart_bottlenecks=charts.CHART_BOTTLENECKS,
+        validation=validation,
     )
 
 
