@@ -391,6 +391,14 @@ def simulate_command(
             show_default=False,
         ),
     ] = None,
+    compare_log: Annotated[
+        Path | None,
+        typer.Option(
+            "--compare-log",
+            help="A real event log (govflow's events.csv columns, or XES) to score the run "
+            "against: the distances of `govflow validate`, printed and added to report.html.",
+        ),
+    ] = None,
 ) -> None:
     """Simulate a scenario: latency and target attainment per matter, clerk utilisation.
 
@@ -404,6 +412,10 @@ def simulate_command(
     if log_format not in LOG_FORMATS:
         raise InputError("--log-format", log_format, f"must be one of {', '.join(LOG_FORMATS)}")
     chosen = LOG_FORMATS[LOG_FORMATS.index(log_format)]  # typed as a LogFormat
+    if compare_log is not None and not events:
+        raise InputError("--compare-log", "", "needs the run's event log: drop --no-events")
+    if compare_log is not None and not compare_log.is_file():
+        raise InputError(str(compare_log), "", "no such file (--compare-log)")
     catalog, loaded = _load(scenario)
     out = out or Path("out") / loaded.name
     with _progress() as progress:
@@ -428,6 +440,10 @@ def simulate_command(
         f"wrote {out / 'summary.json'}, {out / 'report.html'}"
         + "".join(f", {path}" for path in result.logs)
     )
+    if compare_log is not None:
+        from govflow.discovery_cli import report_validation
+
+        report_validation(compare_log, out, catalog)
 
 
 @app.command("plan")

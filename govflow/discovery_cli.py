@@ -13,6 +13,7 @@ import yaml
 from rich.table import Table
 
 from govflow.cli import _catalog_from, app, console, err_console, friendly_errors
+from services.core.catalog import Catalog
 from services.core.errors import InputError
 from services.core.scenario import read_scenario_data
 
@@ -188,12 +189,30 @@ def validate_command(
     circadian EMD and control-flow distances (CFLD, 3-gram).  Writes validation.json
     in the run folder and adds the section (with both cycle-time distributions) to its
     report.html."""
+    report_validation(
+        log,
+        run,
+        _catalog_from(catalog_file),
+        columns=parse_columns(column),
+        matter=matter,
+        county=county,
+    )
+
+
+def report_validation(
+    log: Path,
+    run: Path,
+    catalog: Catalog,
+    *,
+    columns: dict[str, str] | None = None,
+    matter: str | None = None,
+    county: str | None = None,
+) -> None:
+    """Validate a run folder against a log: print the distances, write validation.json
+    and the report's section (``govflow validate``, ``govflow simulate --compare-log``)."""
     from simulator.discovery.validate import validate, write_validation
 
-    catalog = _catalog_from(catalog_file)
-    result = validate(
-        log, run, catalog, columns=parse_columns(column), matter=matter, county=county
-    )
+    result = validate(log, run, catalog, columns=columns, matter=matter, county=county)
     _print_exclusions(result.real.exclusions.lines(), "excluded (real)")
     _print_exclusions(result.simulated.exclusions.lines(), "excluded (simulated)")
     data = result.as_dict()

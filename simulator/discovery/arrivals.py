@@ -21,12 +21,14 @@ import numpy as np
 from scipy import stats
 
 from services.core.calendar import SHANGHAI, OfficeCalendar
-from services.core.scenario import DemandProfile
+from services.core.scenario import DemandProfile, Peak
 from simulator.demand import hourly_weights
 
 PEAK_WINDOW = (1, 15)
 PEAK_P_VALUE = 1e-3
 PEAK_MIN_EFFECT = 0.05
+#: Peak factors of months this close to a group's mean join the group.
+PEAK_MERGE = 0.15
 
 
 @dataclass
@@ -83,9 +85,10 @@ def fit_demand(
     scale = float(np.mean(weekday[:5])) or 1.0
     months_seen = sorted(set(month[used].tolist()))
     mw = np.ones(12)
-    for m in months_seen:
-        mw[m] = month_w[m]
-    mw /= np.mean(mw[months_seen]) if months_seen else 1.0
+    if months_seen:
+        seen_mean = float(np.mean(month_w[months_seen]))
+        for m in months_seen:
+            mw[m] = month_w[m] / seen_mean
     for m in range(12):
         if m not in months_seen:
             notes.append(f"month {m + 1}: not in the log, weight 1 assumed")
@@ -174,17 +177,24 @@ def _xlogy(x: float, y: float) -> float:
     return x * math.log(y) if x > 0 else 0.0
 
 
-def _peaks(peak_w: np.ndarray, months: set[int]) -> tuple:
-    """Months with a peak grouped by their factor (to one decimal)."""
-    from services.core.scenario import Peak
-
-    groups: dict[float, list[int]] = {}
-    for m in sorted(months):
-        groups.setdefault(round(float(peak_w[m]), 1), []).append(m + 1)
+def _peaks(peak_w: np.ndarray, months: set[int]) -> tuple[Peak, ...]:
+    """Months with a peak, grouped where their factors lie within :data:`PEAK_MERGE` of
+    the group's mean (one filing period, not one peak per month); factor = the mean."""
+    groups: list[list[int]] = []
+    for m in sorted(months, key=lambda m: float(peak_w[m])):
+        if groups and abs(float(peak_w[m]) - float(np.mean(peak_w[groups[-1]]))) <= PEAK_MERGE:
+            groups[-1].append(m)
+        else:
+            groups.append([m])
     return tuple(
-        Peak(months=tuple(ms), first_day=PEAK_WINDOW[0], last_day=PEAK_WINDOW[1], factor=f)
-        for f, ms in sorted(groups.items())
-        if f > 0
+        Peak(
+            months=tuple(sorted(m + 1 for m in group)),
+            first_day=PEAK_WINDOW[0],
+            last_day=PEAK_WINDOW[1],
+            factor=round(float(np.mean(peak_w[group])), 2),
+        )
+        for group in groups
+        if float(np.mean(peak_w[group])) > 0
     )
 
 

@@ -88,10 +88,13 @@ def discover(
     first = local_date(float(cases["arrival"].min()))
     last = local_date(float(cases["arrival"].max()))
     office = OfficeCalendar(DEFAULT_OFFICE_HOURS, holiday_years=holidays, run_out_days=RUN_OUT_DAYS)
-    attempts = attempts.assign(department=_departments(attempts, catalog))
+    attempts = attempts.assign(
+        department=_departments(attempts, catalog), external=_external_steps(attempts, catalog)
+    )
     hours_report: dict[str, Any] = {}
     staffing, calendars, global_hours = _staffing(attempts, holidays, hours_report)
     attempts = add_clerk_sequence(attempts, calendars)
+    attempts["span"] = _clock_spans(attempts, calendars, "start", "end") / US_PER_MINUTE
     report: dict[str, Any] = {
         "log": {
             "source": log.source,
@@ -221,8 +224,18 @@ def _departments(attempts: pd.DataFrame, catalog: Catalog) -> pd.Series:
     return pd.Series([lookup[k] for k in keys], index=attempts.index)
 
 
+def _external_steps(attempts: pd.DataFrame, catalog: Catalog) -> pd.Series:
+    """Rows of external steps (the applicant's or a contractor's part: no clerk), whatever
+    resource the log names for them."""
+    external = {(m.id, s.id) for m in catalog.matters for s in m.steps if s.kind == "external"}
+    keys = zip(attempts["matter"], attempts["step"], strict=True)
+    return pd.Series([k in external for k in keys], index=attempts.index)
+
+
 def _clerk_rows(attempts: pd.DataFrame) -> pd.Series:
-    return (attempts["resource"] != "") & (attempts["resource"] != "external")
+    """Attempts a clerk served: a resource named, not an external step."""
+    named = (attempts["resource"] != "") & (attempts["resource"] != "external")
+    return named & ~attempts["external"] if "external" in attempts else named
 
 
 def _staffing(
@@ -452,39 +465,48 @@ def _segments(
                 "rejected cases assumed to follow the same shares",
             }
     total = sum(s["share"] for s in segments)
-    if total > 1:
-        for s in segments:
-            s["share"] = round(s["share"] / total, 6)
+    for s in segments:  # shares floored to 6 decimals: their sum must not pass 1
+        s["share"] = math.floor(s["share"] / max(total, 1.0) * 1e6) / 1e6
     return segments, scales, report
 
 
 def _segment_scales(attempts: pd.DataFrame, cases: pd.DataFrame) -> dict[str, float]:
-    """Each segment's time scale: its attempts' total step time over what the reference
-    (unsegmented, or the largest segment's) cases take at the same steps."""
-    timed = attempts[_clerk_rows(attempts) & attempts["start"].notna()]
+    """Each segment's time scale: its attempts' step time (working clock) over what the
+    reference (unsegmented, or the largest segment's) cases take at the same steps;
+    kept only where it differs from 1 by more than three standard errors and 2 %."""
+    timed = attempts[_clerk_rows(attempts) & attempts["span"].notna()]
     if timed.empty:
         return {}
-    span = (timed["end"] - timed["start"]).rename("span")
-    frame = pd.DataFrame({"step": timed["step"], "segment": timed["segment"], "span": span})
-    means = frame.groupby(["segment", "step"])["span"].agg(["mean", "count"])
+    stats_ = timed.groupby(["segment", "step"])["span"].agg(["mean", "var", "count"])
     segments = list(cases["segment"].value_counts().index)
     reference = "" if "" in segments else segments[0]
-    ref = means.loc[reference] if reference in means.index.get_level_values(0) else None
+    names = stats_.index.get_level_values(0)
+    if reference not in names:
+        return {}
+    ref = stats_.loc[reference]
     out: dict[str, float] = {}
     for name in segments:
-        if name == reference or ref is None or name not in means.index.get_level_values(0):
+        if name == reference or name not in names:
             continue
-        own = means.loc[name]
-        both = own.index.intersection(ref.index)
+        own = stats_.loc[name]
         both = [
-            s for s in both if own.loc[s, "count"] >= SCALE_MIN and ref.loc[s, "count"] >= SCALE_MIN
+            s
+            for s in own.index.intersection(ref.index)
+            if own.loc[s, "count"] >= SCALE_MIN and ref.loc[s, "count"] >= SCALE_MIN
         ]
         if not both:
             continue
-        num = float((own.loc[both, "mean"] * own.loc[both, "count"]).sum())
-        den = float((ref.loc[both, "mean"] * own.loc[both, "count"]).sum())
-        if den > 0:
-            out[name] = num / den
+        o, r = own.loc[both], ref.loc[both]
+        num = float((o["mean"] * o["count"]).sum())
+        den = float((r["mean"] * o["count"]).sum())
+        if num <= 0 or den <= 0:
+            continue
+        var_num = float((o["var"].fillna(0) * o["count"]).sum())
+        var_den = float((r["var"].fillna(0) * o["count"] ** 2 / r["count"]).sum())
+        ratio = num / den
+        se = ratio * math.sqrt(var_num / num**2 + var_den / den**2)
+        if abs(ratio - 1) > max(3 * se, 0.02):
+            out[name] = ratio
     return out
 
 
@@ -618,7 +640,7 @@ def _service_and_lag(
     if timed.empty:
         return {}
     scale = timed["scale"].to_numpy()
-    total = _clock_spans(timed, calendars, "start", "end") / US_PER_MINUTE / scale
+    total = timed["span"].to_numpy() / scale
     exact_rows = timed["service_exact"].notna().to_numpy() if "service_exact" in timed else None
     if exact_rows is None or exact_rows.sum() < 10 or "enable" not in has:
         why = "complete − start on the working clock"
@@ -660,12 +682,18 @@ def _service_and_lag(
     lag = np.clip(lag, 0, None)
     service = _service_by_moments(total, lag, shape)
     unit, per = _unit_for(lag, _day_minutes(timed, calendars))
+    censored_source = (
+        f"maximum likelihood on {int(exact_rows.sum())} exact services and "
+        f"{int(censored.sum())} left-censored ones (working clock)"
+    )
     return {
         "service": (
-            service,
+            service or shape,
             f"mean and cv: the whole step time of all {len(total)} attempts minus the lag "
-            f"(moments); family: maximum likelihood on {int(exact_rows.sum())} exact services "
-            f"and {int(censored.sum())} left-censored ones (working clock)",
+            f"(moments); family: {censored_source}"
+            if service
+            else f"{censored_source}; step time − lag was too noisy to use: the "
+            "lag is much longer than the service",
         ),
         "lag": (
             fit_duration(lag / per, unit, seed),
@@ -676,16 +704,17 @@ def _service_and_lag(
     }
 
 
-def _service_by_moments(total: np.ndarray, lag: np.ndarray, shape: Fit) -> Fit:
+def _service_by_moments(total: np.ndarray, lag: np.ndarray, shape: Fit) -> Fit | None:
     """Service = step time − lag, with the lag independent of the service: its mean and
     variance are the differences of the moments.  The exact services alone are a
     length-biased sample (a long service makes the clerk's next case more likely to
-    wait), the step times and the lags are not."""
+    wait), the step times and the lags are not.  None when the difference is too noisy
+    (relative standard error above :data:`MOMENTS_SE`)."""
     mean = float(np.mean(total) - np.mean(lag))
     variance = float(np.var(total, ddof=1) - np.var(lag, ddof=1))
     se = math.sqrt(np.var(total, ddof=1) / len(total) + np.var(lag, ddof=1) / len(lag))
     if mean <= 0 or se > MOMENTS_SE * mean:
-        return shape
+        return None
     cv = math.sqrt(variance) / mean if variance > 0 else 0.05
     cv = max(cv, 0.05)
     kind = shape.spec["kind"]

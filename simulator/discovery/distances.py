@@ -121,11 +121,11 @@ def measure(a: pd.DataFrame, b: pd.DataFrame, seed: int) -> dict[str, float]:
     distances["circadian_emd_h"] = circadian_event_distribution_distance(a, IDS, b, IDS)
     n = min(CFLD_CASES, a["case"].nunique(), b["case"].nunique())
     distances["cfld"] = control_flow_log_distance(
-        _sample_cases(a, n, seed), IDS, _sample_cases(b, n, seed + 1), IDS, parallel=False
+        _sample_cases(a, n, seed), IDS, _sample_cases(b, n, seed), IDS, parallel=False
     )
     n = min(NGRAM_CASES, a["case"].nunique(), b["case"].nunique())
     distances["ngram_3"] = n_gram_distribution_distance(
-        _sample_cases(a, n, seed + 2), IDS, _sample_cases(b, n, seed + 3), IDS, n=3
+        _sample_cases(a, n, seed + 1), IDS, _sample_cases(b, n, seed + 1), IDS, n=3
     )
     return {k: float(v) for k, v in distances.items()}
 
@@ -154,7 +154,7 @@ def log_distances(
     real_rows = dict(tuple(real.attempts.groupby("matter", sort=False)))
     simulated_rows = dict(tuple(simulated.attempts.groupby("matter", sort=False)))
     jobs = [
-        (_frame(real_rows[m], cases, seed), _frame(simulated_rows[m], cases, seed + 1), seed)
+        (_frame(real_rows[m], cases, seed), _frame(simulated_rows[m], cases, seed), seed)
         for m in matters
     ]
     workers = workers or min(4, os.cpu_count() or 1)

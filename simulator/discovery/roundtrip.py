@@ -4,9 +4,14 @@ simulate → events.csv → discover), parameter by parameter."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
+import pandas as pd
+
+from services.core.calendar import WorkingCalendar
 from services.core.catalog import Catalog
 from services.core.scenario import Scenario, StepTiming
+from simulator.discovery.eventlog import EventLog
 
 #: The timing distributions compared (by their means), per step.
 DURATIONS = ("service", "lag", "duration")
@@ -59,6 +64,25 @@ class RoundTrip:
         }
 
 
+def expected_cases(scenario: Scenario, matter_id: str, over: Scenario) -> float:
+    """A matter's expected cases over ``over``'s horizon under ``scenario``'s volume and
+    profile (a log shorter than a year says how many cases came in its span; its yearly
+    volume also rests on the months it does not show)."""
+    from datetime import date
+
+    from simulator.demand import hourly_weights
+
+    demand = scenario.demand[matter_id]
+    profile = scenario.profile(demand.profile)
+    calendar = scenario.office_calendar
+    start = over.horizon.start
+    year_start = date(start.year, 1, 1)
+    year_days = (date(start.year + 1, 1, 1) - year_start).days
+    year = hourly_weights(profile, calendar, year_start, year_days).sum()
+    span = hourly_weights(profile, calendar, start, over.horizon.days).sum()
+    return float(demand.per_year * span / year) if year > 0 else 0.0
+
+
 def _mean_minutes(dist: object, working_day_minutes: float) -> tuple[float, str]:
     """A distribution's mean in a comparable unit: working-clock minutes, or calendar days."""
     unit = getattr(dist, "unit", "minutes")
@@ -83,7 +107,14 @@ def compare_scenarios(
         if found is None:
             missing.append(f"demand.{matter_id}")
             continue
-        volumes.append(Difference(f"demand.{matter_id}.per_year", demand.per_year, found.per_year))
+        volumes.append(
+            Difference(
+                f"demand.{matter_id}: expected cases {discovered.horizon.start}–"
+                f"{discovered.horizon.end}",
+                expected_cases(original, matter_id, discovered),
+                expected_cases(discovered, matter_id, discovered),
+            )
+        )
         matter = original.matter(catalog, matter_id)
         for step in original.steps_run(matter):
             a = original.timing[matter_id][step.id]
@@ -133,3 +164,137 @@ def _durations(
             continue
         out.append(Difference(f"{where}.{purpose}.mean", ma, mb))
     return out
+
+
+# -- the whole round trip --------------------------------------------------------------
+
+
+@dataclass
+class RoundTripRun:
+    """simulate (seed a) → events.csv → discover → simulate the discovered (seed b),
+    with a second run of the original (seed c) as the yardstick of sampling noise."""
+
+    parameters: RoundTrip
+    step_times: list[Difference]  # mean start → complete per step (working hours), a vs b
+    distances: dict[str, dict[str, float]]  # matter → measure → discovered run's distance
+    reference: dict[str, dict[str, float]]  # matter → measure → original seed c's distance
+    seconds: dict[str, float]
+    discovered: Scenario
+    notes: list[str]
+    workdir: Path  # a/, b/, c/, discovered.yaml, discovery.json
+
+    def emd_factors(self) -> dict[str, float]:
+        """Per matter: cycle-time EMD of the discovered run ÷ that of the original's
+        second seed (how much worse than sampling noise)."""
+        out = {}
+        for matter, measures in self.distances.items():
+            reference = self.reference.get(matter, {}).get("cycle_time_emd_h")
+            if reference is None:
+                continue
+            out[matter] = measures["cycle_time_emd_h"] / max(reference, 1e-9)
+        return out
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "worst": self.parameters.worst(),
+            "step_time_worst": max(
+                (
+                    {
+                        "step": d.parameter,
+                        "original_h": d.original,
+                        "discovered_h": d.discovered,
+                        "relative": round(d.relative, 4),
+                    }
+                    for d in self.step_times
+                ),
+                key=lambda r: float(r["relative"]),  # type: ignore[arg-type]
+                default=None,
+            ),
+            "cycle_time_emd_factor": {m: round(f, 3) for m, f in self.emd_factors().items()},
+            "distances": self.distances,
+            "reference": self.reference,
+            "seconds": {k: round(v, 2) for k, v in self.seconds.items()},
+            "notes": self.notes,
+        }
+
+
+def step_time_means(
+    log: EventLog, calendar: WorkingCalendar, min_attempts: int = 30
+) -> dict[str, float]:
+    """Mean start → complete of each matter's steps as a log shows it, in working hours
+    of ``calendar`` (elapsed time would weigh a service that spans a night by the night)."""
+    rows = log.attempts[log.attempts["start"].notna()]
+    key = rows["matter"] + "." + rows["step"]
+    working = calendar.clock_at_many(rows["end"].to_numpy()) - calendar.clock_at_many(
+        rows["start"].to_numpy()
+    )
+    grouped = pd.Series(working / 3.6e9, index=rows.index).groupby(key)
+    means, counts = grouped.mean(), grouped.count()
+    enough = counts.to_numpy() >= min_attempts
+    return {
+        str(k): float(v)
+        for k, v, ok in zip(means.index, means.to_numpy(), enough, strict=True)
+        if ok
+    }
+
+
+def run_round_trip(
+    catalog: Catalog,
+    original: Scenario,
+    workdir: Path,
+    *,
+    seeds: tuple[int, int, int] = (1, 7, 13),
+    replications: int = 1,
+) -> RoundTripRun:
+    """The round trip in ``workdir`` (a/, b/, c/ run folders, discovered.yaml)."""
+    import json
+    import time
+
+    import yaml
+
+    from services.core.scenario import load_scenario
+    from simulator.discovery.discover import discover
+    from simulator.discovery.distances import log_distances
+    from simulator.discovery.eventlog import read_log
+    from simulator.run import simulate
+
+    seconds: dict[str, float] = {}
+    clock = time.perf_counter()
+    simulate(catalog, original, replications=replications, seed=seeds[0], out=workdir / "a")
+    simulate(catalog, original, replications=replications, seed=seeds[2], out=workdir / "c")
+    seconds["simulate original (a, c)"] = time.perf_counter() - clock
+    clock = time.perf_counter()
+    real = read_log(workdir / "a" / "events.csv", catalog)
+    found = discover(real, catalog, name=f"{original.name}-discovered")
+    path = workdir / "discovered.yaml"
+    path.write_text(yaml.safe_dump(found.scenario, allow_unicode=True, sort_keys=False))
+    (workdir / "discovery.json").write_text(json.dumps(found.report, ensure_ascii=False))
+    discovered = load_scenario(path, catalog)
+    seconds["discover"] = time.perf_counter() - clock
+    clock = time.perf_counter()
+    simulate(catalog, discovered, replications=replications, seed=seeds[1], out=workdir / "b")
+    seconds["simulate discovered (b)"] = time.perf_counter() - clock
+    clock = time.perf_counter()
+    again = read_log(workdir / "b" / "events.csv", catalog)
+    second = read_log(workdir / "c" / "events.csv", catalog)
+    distances = {r.matter: r.distances for r in log_distances(real, again)}
+    reference = {r.matter: r.distances for r in log_distances(real, second)}
+    seconds["validate (a–b, a–c)"] = time.perf_counter() - clock
+    calendar = original.office_calendar
+    a_times = step_time_means(real, calendar)
+    b_times = step_time_means(again, calendar)
+    step_times = [
+        Difference(f"{key}.step_time_h", a_times[key], b_times[key])
+        for key in a_times
+        if key in b_times
+    ]
+    return RoundTripRun(
+        compare_scenarios(catalog, original, discovered),
+        step_times,
+        distances,
+        reference,
+        seconds,
+        discovered,
+        found.notes,
+        workdir,
+    )
