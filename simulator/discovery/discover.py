@@ -42,6 +42,9 @@ from simulator.discovery.fitting import Fit, fit_duration, fit_left_censored, wi
 
 Hours = tuple[tuple[time, time], ...]
 US_PER_MINUTE = 60e6
+#: Offices open and close on the half hour (an assumption, in discovery.json): the
+#: hours found from clerk start times are rounded out to it.
+HOURS_STEP = 30
 #: A gap in clerks' start times at least this long splits the office day (lunch).
 GAP_MINUTES = 45
 #: Share of clerk starts outside every office day above which a department is 24x7.
@@ -269,7 +272,10 @@ def _staffing(
             hours = _hours_from_minutes(minute[rows & working_day])
             weight[hours] += int(rows.sum())
             entry["office_hours"] = _hours_text(hours)
-            entry["from"] = "clerk start times on working days (gaps ≥ 45 min closed)"
+            entry["from"] = (
+                "clerk start times on working days (gaps ≥ 45 min closed), rounded out "
+                "to the half hour (assumed: offices open and close on the half hour)"
+            )
         department_hours[department] = hours
         staffing[department] = entry
         clerk_sets = clerked[rows].groupby("county")["resource"].nunique()
@@ -309,7 +315,9 @@ def _working_days(days: np.ndarray, calendar: OfficeCalendar) -> np.ndarray:
 
 def _hours_from_minutes(minutes: np.ndarray) -> Hours:
     """Open intervals: from the first to the last start, split where no clerk starts
-    for :data:`GAP_MINUTES` or more; bounds to five minutes (start down, end up)."""
+    for :data:`GAP_MINUTES` or more; bounds to :data:`HOURS_STEP` minutes (start down,
+    end up): a clerk busy with yesterday's case starts nothing at the opening, and the
+    last start of the day comes before the closing."""
     if len(minutes) == 0:
         return DEFAULT_OFFICE_HOURS
     seen = np.unique(minutes)
@@ -322,8 +330,8 @@ def _hours_from_minutes(minutes: np.ndarray) -> Hours:
     bounds.append((lo, seen[-1]))
     out = []
     for a, b in bounds:
-        start = int(a // 5 * 5)
-        end = min(int(math.ceil((b + 1) / 5) * 5), 24 * 60 - 1)
+        start = int(a // HOURS_STEP * HOURS_STEP)
+        end = min(int(math.ceil((b + 1) / HOURS_STEP) * HOURS_STEP), 24 * 60 - 1)
         out.append((time(start // 60, start % 60), time(end // 60, end % 60)))
     return tuple(out)
 

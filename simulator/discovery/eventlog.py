@@ -113,12 +113,14 @@ def read_log(
     columns: Mapping[str, str] | None = None,
     matter: str | None = None,
     county: str | None = None,
+    roles: frozenset[str] | None = None,
 ) -> EventLog:
     """Read ``path`` (CSV, or XES when it ends in .xes / .xes.gz) into an :class:`EventLog`.
 
     ``columns`` maps roles (:data:`DEFAULT_COLUMNS`) to the log's own column names;
     ``matter`` / ``county`` give every case that matter / county when the log has no
-    column for it."""
+    column for it; ``roles``, when given, are the only optional roles read from a CSV
+    (the others are treated as absent: faster when they are not needed)."""
     source = str(path)
     if not path.is_file():
         raise InputError(source, "", "no such file")
@@ -134,7 +136,12 @@ def read_log(
         raw = _read_xes(path)
     else:
         try:
-            raw = pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[])
+            usecols = None
+            if roles is not None:
+                header = pd.read_csv(path, dtype=str, nrows=0).columns
+                wanted = {names[r] for r in (*REQUIRED_ROLES, *roles, "matter", "county")}
+                usecols = [c for c in header if c in wanted]
+            raw = pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[], usecols=usecols)
         except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as exc:
             raise InputError(source, "", f"not a readable CSV file: {exc}") from None
         raw.insert(0, "_row", np.arange(2, len(raw) + 2))  # line numbers (header is 1)

@@ -189,9 +189,9 @@ class RoundTripRun:
         out = {}
         for matter, measures in self.distances.items():
             reference = self.reference.get(matter, {}).get("cycle_time_emd_h")
-            if reference is None:
+            if not reference:  # identical histograms: no yardstick
                 continue
-            out[matter] = measures["cycle_time_emd_h"] / max(reference, 1e-9)
+            out[matter] = measures["cycle_time_emd_h"] / reference
         return out
 
     def as_dict(self) -> dict[str, object]:

@@ -24,6 +24,9 @@ from simulator.discovery.distances import (
 )
 from simulator.discovery.eventlog import EventLog, read_log
 
+#: What the distances read of a log (besides case, activity, completion, matter, county).
+VALIDATION_ROLES = frozenset({"start", "resource", "lifecycle"})
+
 
 @dataclass
 class Validation:
@@ -71,9 +74,15 @@ def validate(
     context = multiprocessing.get_context("fork")
     with ProcessPoolExecutor(1, mp_context=context) as pool:
         real_job = pool.submit(
-            read_log, real_path, catalog, columns=columns, matter=matter, county=county
+            read_log,
+            real_path,
+            catalog,
+            columns=columns,
+            matter=matter,
+            county=county,
+            roles=VALIDATION_ROLES,
         )
-        simulated = read_log(run_log(run), catalog)
+        simulated = read_log(run_log(run), catalog, roles=VALIDATION_ROLES)
         real = real_job.result()
     results = log_distances(real, simulated, seed)
     return Validation(real, simulated, results, time.perf_counter() - started)
