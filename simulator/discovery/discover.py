@@ -552,6 +552,12 @@ def _timing(
             if "service" not in entry:
                 missing.append(f"{step.id}: no attempt with a start time: service unknown")
                 continue
+            if "not told apart" in step_report["service"]["from"]:
+                missing.append(
+                    f"{step.id}: service and lag not told apart (its clerks' next cases "
+                    f"hardly ever waited): the whole step time is taken as {step.department}'s "
+                    "clerk time — a pessimistic load"
+                )
         entry.update(_branches(rows, attempts, calendars, step_report, seed))
         timing[step.id] = entry
         report[step.id] = step_report
@@ -668,9 +674,13 @@ def _service_and_lag(
                 "completion)",
             )
         }
-    bound = timed["service_bound"].to_numpy() / scale
+    # the service ended by the next case's arrival, and by the step's completion
+    bound = np.fmin(timed["service_bound"].to_numpy() / scale, total)
+    floor = timed["service_floor"].fillna(0).to_numpy() / scale
     censored = ~exact_rows & np.isfinite(bound)
-    shape = fit_left_censored(exact, bound[exact_rows], bound[censored], "minutes", seed)
+    shape = fit_left_censored(
+        exact, bound[exact_rows], bound[censored], "minutes", seed, lower=floor[censored]
+    )
     if _outside_hours(timed[exact_rows], calendars, "end") > ON_THE_CLOCK:
         service_end = timed["next_start"].to_numpy()[exact_rows]
         days = (timed["end"].to_numpy()[exact_rows] - service_end) / 86400 / scale[exact_rows]
@@ -761,9 +771,46 @@ def add_clerk_sequence(
     clerk = clerk.assign(
         service_exact=np.where(waited, to_start, np.nan),
         service_bound=to_arrival,
+        service_floor=_service_floors(clerk, calendars),
     )
     clerk.loc[~waited, "next_start"] = np.nan
-    return attempts.join(clerk[["next_start", "service_exact", "service_bound"]])
+    columns = ["next_start", "service_exact", "service_bound", "service_floor"]
+    return attempts.join(clerk[columns])
+
+
+def _service_floors(
+    clerk: pd.DataFrame, calendars: dict[tuple[str, str], WorkingCalendar]
+) -> np.ndarray:
+    """A lower bound of each service whose end is not known (working minutes, 0: none).
+
+    A case that waits at a pool finds every clerk busy; so if one arrived — and waited —
+    after this attempt started and before the clerk's next case arrived (by when the
+    clerk was free), the clerk was still serving this attempt then."""
+    floors = np.zeros(len(clerk))
+    positions = np.arange(len(clerk))
+    for key, idx in clerk.groupby(["department", "county"]).indices.items():
+        calendar = calendars.get(_pool(key))
+        if calendar is None:
+            continue
+        rows = positions[idx]
+        start = clerk["start"].to_numpy()[rows]
+        enable = clerk["enable"].to_numpy()[rows]
+        known = np.isfinite(enable)
+        start_w = calendar.clock_at_many(start)
+        arrival_w = np.full(len(rows), -1, dtype=np.int64)
+        arrival_w[known] = calendar.clock_at_many(enable[known])
+        waited_arrivals = np.sort(arrival_w[known & (start_w > arrival_w)])
+        next_enable = clerk["next_enable"].to_numpy()[rows]
+        open_end = np.isfinite(next_enable)
+        if not len(waited_arrivals) or not open_end.any():
+            continue
+        until = calendar.clock_at_many(next_enable[open_end])
+        last = np.searchsorted(waited_arrivals, until, side="left") - 1
+        found = waited_arrivals[np.maximum(last, 0)]
+        inside = (last >= 0) & (found > start_w[open_end])
+        floor = np.where(inside, found - start_w[open_end], 0) / US_PER_MINUTE
+        floors[rows[open_end]] = floor
+    return floors
 
 
 def _branches(

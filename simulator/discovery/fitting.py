@@ -157,11 +157,17 @@ def wilson(successes: int, trials: int, z: float = 1.96) -> tuple[float, float]:
 
 
 def fit_left_censored(
-    exact: np.ndarray, bound_of_exact: np.ndarray, censored: np.ndarray, unit: str, seed: int = 0
+    exact: np.ndarray,
+    bound_of_exact: np.ndarray,
+    censored: np.ndarray,
+    unit: str,
+    seed: int = 0,
+    lower: np.ndarray | None = None,
 ) -> Fit:
     """Maximum likelihood with left-censored observations: ``exact`` values were seen
     because they exceeded their ``bound_of_exact``; of the ``censored`` ones only that
-    they are at most the bound is known (scipy.stats.CensoredData).
+    they are at most the bound is known — or, where ``lower`` is positive, that they lie
+    between it and the bound (interval-censored; scipy.stats.CensoredData).
 
     Goodness of fit: the KS distance of the exact values' probability integral
     transform given that they exceeded their bounds, ``(F(s) − F(w)) / (1 − F(w))``,
@@ -170,21 +176,29 @@ def fit_left_censored(
     exact = np.asarray(exact, dtype=float)
     bounds = np.clip(np.asarray(bound_of_exact, dtype=float), 0.0, None)
     censored = np.asarray(censored, dtype=float)
+    floors = np.zeros(len(censored)) if lower is None else np.asarray(lower, dtype=float)
     keep = exact > 0
     exact, bounds = exact[keep], bounds[keep]
-    censored = censored[censored > 0]
+    positive = censored > 0
+    censored, floors = censored[positive], np.clip(floors[positive], 0.0, None)
+    floors = np.minimum(floors, censored)
     n = len(exact) + len(censored)
     if len(exact) > FIT_SAMPLE // 4:
         pick = rng.choice(len(exact), FIT_SAMPLE // 4, replace=False)
         exact_fit, bounds_fit = exact[pick], bounds[pick]
     else:
         exact_fit, bounds_fit = exact, bounds
-    censored_fit = (
-        rng.choice(censored, FIT_SAMPLE // 4, replace=False)
-        if len(censored) > FIT_SAMPLE // 4
-        else censored
+    if len(censored) > FIT_SAMPLE // 4:
+        pick = rng.choice(len(censored), FIT_SAMPLE // 4, replace=False)
+        censored_fit, floors_fit = censored[pick], floors[pick]
+    else:
+        censored_fit, floors_fit = censored, floors
+    between = (floors_fit > 0) & (floors_fit < censored_fit)
+    left_fit = censored_fit[~between]
+    interval_fit = np.column_stack([floors_fit[between], censored_fit[between]])
+    data = stats.CensoredData(
+        uncensored=exact_fit, left=left_fit, interval=interval_fit if len(interval_fit) else None
     )
-    data = stats.CensoredData(uncensored=exact_fit, left=censored_fit)
     candidates: dict[str, dict[str, float]] = {}
     best: tuple[float, str, Any, dict[str, object]] | None = None
     for family, dist in (
@@ -200,7 +214,12 @@ def fit_left_censored(
                 continue
         frozen = dist(*params)
         with np.errstate(divide="ignore"):
-            loglik = float(np.sum(frozen.logpdf(exact_fit)) + np.sum(frozen.logcdf(censored_fit)))
+            mass = frozen.cdf(interval_fit[:, 1]) - frozen.cdf(interval_fit[:, 0])
+            loglik = float(
+                np.sum(frozen.logpdf(exact_fit))
+                + np.sum(frozen.logcdf(left_fit))
+                + np.sum(np.log(np.maximum(mass, 1e-300)))
+            )
         if not math.isfinite(loglik):
             continue
         k = 1 if family == "exponential" else 2

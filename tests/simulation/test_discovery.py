@@ -97,7 +97,7 @@ def test_round_trip_recovers_service_times(trip: RoundTripRun) -> None:
     for d in trip.parameters.means:
         bound = 0.20 if d.parameter in censored else 0.05
         assert d.relative <= bound, (d.parameter, d.original, d.discovered)
-    # measured: water permits (90 min + 5 wd lag) −14 %, property transaction −10 %
+    # measured: water permits (90 min + 5 wd lag) −10 %, property transaction −6 %
     over = [d.parameter for d in trip.parameters.means if d.relative > 0.05]
     assert len(over) <= 2, over
 
