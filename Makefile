@@ -90,3 +90,4 @@ bench: $(BENCH_STAMP) $(PROSIMOS_STAMP)
 	$(BIN)/python bench/des_vs_ciw.py
 	$(BIN)/python bench/des_vs_prosimos.py
 	$(BIN)/python bench/city_year.py
+	$(BIN)/python bench/discover.py

@@ -12,7 +12,7 @@ import sys
 from collections.abc import Callable
 from functools import wraps
 from pathlib import Path
-from typing import Annotated, Any, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, ParamSpec, TypeVar
 
 import typer
 import yaml
@@ -34,6 +34,9 @@ from services.core.errors import InputError
 from services.core.scenario import Scenario, load_scenario
 from services.runtime.settings import load_settings
 from simulator.summary import Summary, TargetResult
+
+if TYPE_CHECKING:
+    from simulator.outputs import LogFormat
 
 app = typer.Typer(
     name="govflow",
@@ -291,6 +294,34 @@ def _default_workers() -> int:
     return max(1, min(4, os.cpu_count() or 1))
 
 
+LogFormatOption = Annotated[
+    str,
+    typer.Option(
+        "--log-format",
+        metavar="csv|xes",
+        help="The step log: events.csv (PM4Py columns) or events.xes (XES, IEEE 1849).",
+    ),
+]
+OcelOption = Annotated[
+    bool | None,
+    typer.Option(
+        "--ocel/--no-ocel",
+        help="Write ocel.json, the linked transfers as an OCEL 2.0 log "
+        "[default: when the run has linked transfers].",
+        show_default=False,
+    ),
+]
+
+
+def _log_format(value: str) -> LogFormat:
+    """The --log-format value, checked (an unknown one is an input error)."""
+    from simulator.outputs import LOG_FORMATS
+
+    if value not in LOG_FORMATS:
+        raise InputError("--log-format", value, f"must be one of {', '.join(LOG_FORMATS)}")
+    return LOG_FORMATS[LOG_FORMATS.index(value)]
+
+
 def _load(scenario_path: Path, catalog_file: Path | None = None) -> tuple[Catalog, Scenario]:
     catalog = _catalog_from(catalog_file)
     return catalog, load_scenario(scenario_path, catalog)
@@ -374,23 +405,8 @@ def simulate_command(
         bool,
         typer.Option("--events/--no-events", help="Write the event logs (replication 0)."),
     ] = True,
-    log_format: Annotated[
-        str,
-        typer.Option(
-            "--log-format",
-            metavar="csv|xes",
-            help="The step log: events.csv (PM4Py columns) or events.xes (XES, IEEE 1849).",
-        ),
-    ] = "csv",
-    ocel: Annotated[
-        bool | None,
-        typer.Option(
-            "--ocel/--no-ocel",
-            help="Write ocel.json, the linked transfers as an OCEL 2.0 log "
-            "[default: when the run has linked transfers].",
-            show_default=False,
-        ),
-    ] = None,
+    log_format: LogFormatOption = "csv",
+    ocel: OcelOption = None,
     compare_log: Annotated[
         Path | None,
         typer.Option(
@@ -406,12 +422,9 @@ def simulate_command(
     or events.xes), ocel.json for linked transfers and a self-contained report.html to
     --out (default: out/<scenario name>).
     """
-    from simulator.outputs import LOG_FORMATS
     from simulator.run import simulate
 
-    if log_format not in LOG_FORMATS:
-        raise InputError("--log-format", log_format, f"must be one of {', '.join(LOG_FORMATS)}")
-    chosen = LOG_FORMATS[LOG_FORMATS.index(log_format)]  # typed as a LogFormat
+    chosen = _log_format(log_format)
     if compare_log is not None and not events:
         raise InputError("--compare-log", "", "needs the run's event log: drop --no-events")
     if compare_log is not None and not compare_log.is_file():
@@ -794,23 +807,8 @@ def replay_command(
         float | None, typer.Option("--timeout", help="Wall seconds to wait for every case.")
     ] = None,
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Output folder.")] = None,
-    log_format: Annotated[
-        str,
-        typer.Option(
-            "--log-format",
-            metavar="csv|xes",
-            help="The step log: events.csv (PM4Py columns) or events.xes (XES, IEEE 1849).",
-        ),
-    ] = "csv",
-    ocel: Annotated[
-        bool | None,
-        typer.Option(
-            "--ocel/--no-ocel",
-            help="Write ocel.json, the linked transfers as an OCEL 2.0 log "
-            "[default: when the run has linked transfers].",
-            show_default=False,
-        ),
-    ] = None,
+    log_format: LogFormatOption = "csv",
+    ocel: OcelOption = None,
 ) -> None:
     """Replay a scenario's demand in real time into the running services.
 
@@ -821,11 +819,9 @@ def replay_command(
     from services.runtime import supervisor
     from services.runtime.broker import require_broker
     from services.runtime.health import ReplayMetrics
-    from simulator.outputs import LOG_FORMATS
     from simulator.replay import ReplayOptions, replay
 
-    if log_format not in LOG_FORMATS:
-        raise InputError("--log-format", log_format, f"must be one of {', '.join(LOG_FORMATS)}")
+    chosen = _log_format(log_format)
     settings = load_settings()
     state = supervisor.TwinState.load(supervisor.state_path(settings))
     catalog = _catalog_from(None)
@@ -850,7 +846,7 @@ def replay_command(
             seed=seed,
             timeout=timeout,
             topic_prefix=settings.topic_prefix,
-            log_format=LOG_FORMATS[LOG_FORMATS.index(log_format)],
+            log_format=chosen,
             ocel=ocel,
         )
         result = replay(

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import date, time, timedelta
 from pathlib import Path
@@ -569,17 +570,23 @@ def _pool(key: Any) -> tuple[str, str]:
     return str(key[0]), str(key[1])
 
 
+def _by_pool(
+    rows: pd.DataFrame, calendars: dict[tuple[str, str], WorkingCalendar]
+) -> Iterator[tuple[WorkingCalendar | None, np.ndarray]]:
+    """Each pool's calendar (None: not known) and the positions of its rows."""
+    positions = np.arange(len(rows))
+    for key, idx in rows.groupby(["department", "county"]).indices.items():
+        yield calendars.get(_pool(key)), positions[idx]
+
+
 def _clock_spans(
     rows: pd.DataFrame, calendars: dict[tuple[str, str], WorkingCalendar], a: str, b: str
 ) -> np.ndarray:
     """Working time (µs) from column ``a`` to ``b`` on each row's pool calendar."""
     out = np.full(len(rows), np.nan)
-    positions = np.arange(len(rows))
-    for key, idx in rows.groupby(["department", "county"]).indices.items():
-        calendar = calendars.get(_pool(key))
+    for calendar, sel in _by_pool(rows, calendars):
         if calendar is None:
             continue
-        sel = positions[idx]
         first = rows[a].to_numpy()[sel]
         second = rows[b].to_numpy()[sel]
         ok = np.isfinite(first) & np.isfinite(second)
@@ -596,8 +603,7 @@ def _outside_hours(
     """Share of ``column``'s instants where the row's pool calendar is closed."""
     outside = 0
     total = 0
-    for key, idx in rows.groupby(["department", "county"]).indices.items():
-        calendar = calendars.get(_pool(key))
+    for calendar, idx in _by_pool(rows, calendars):
         values = rows[column].to_numpy()[idx]
         values = values[np.isfinite(values)]
         if calendar is None or not len(values) or isinstance(calendar, ContinuousCalendar):
@@ -787,12 +793,9 @@ def _service_floors(
     after this attempt started and before the clerk's next case arrived (by when the
     clerk was free), the clerk was still serving this attempt then."""
     floors = np.zeros(len(clerk))
-    positions = np.arange(len(clerk))
-    for key, idx in clerk.groupby(["department", "county"]).indices.items():
-        calendar = calendars.get(_pool(key))
+    for calendar, rows in _by_pool(clerk, calendars):
         if calendar is None:
             continue
-        rows = positions[idx]
         start = clerk["start"].to_numpy()[rows]
         enable = clerk["enable"].to_numpy()[rows]
         known = np.isfinite(enable)

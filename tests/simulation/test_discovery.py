@@ -97,7 +97,7 @@ def test_round_trip_recovers_service_times(trip: RoundTripRun) -> None:
     for d in trip.parameters.means:
         bound = 0.20 if d.parameter in censored else 0.05
         assert d.relative <= bound, (d.parameter, d.original, d.discovered)
-    # measured: water permits (90 min + 5 wd lag) −10 %, property transaction −6 %
+    # measured: water permits (90 min + 5 wd lag) −10 %, property transaction −5.5 %
     over = [d.parameter for d in trip.parameters.means if d.relative > 0.05]
     assert len(over) <= 2, over
 
@@ -105,7 +105,7 @@ def test_round_trip_recovers_service_times(trip: RoundTripRun) -> None:
 def test_round_trip_reproduces_step_times_and_cycle_times(trip: RoundTripRun) -> None:
     """What the logs show: each step's mean start → complete (working hours) within 10 %,
     and each matter's cycle-time EMD no larger than 1.5 × the EMD between two seeds of
-    the original (measured 0.74–1.13 ×, docs/BENCHMARKS.md)."""
+    the original (measured 0.40–1.35 ×, README)."""
     assert len(trip.step_times) >= 20
     assert all(d.relative <= 0.10 for d in trip.step_times), [
         (d.parameter, d.original, d.discovered) for d in trip.step_times if d.relative > 0.10

@@ -11,9 +11,6 @@ from __future__ import annotations
 import ast
 import csv
 import json
-import os
-import subprocess
-import sys
 import xml.etree.ElementTree as ET
 from collections import Counter
 from pathlib import Path
@@ -38,6 +35,7 @@ from simulator.outputs import (
 )
 from simulator.planner import restrict
 from simulator.run import simulate
+from tests.simulation.test_commands import govflow
 
 ROOT = Path(__file__).resolve().parents[2]
 SCENARIOS = ROOT / "scenarios"
@@ -288,17 +286,6 @@ def test_ocel_is_written_when_the_run_has_linked_transfers_unless_told(tmp_path)
 
 
 # --- the command line --------------------------------------------------------------------
-
-
-def govflow(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "govflow.cli", *args],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        env={**os.environ, "COLUMNS": "200"},
-        timeout=300,
-    )
 
 
 def test_simulate_log_format_and_ocel_options(tmp_path):
