@@ -204,6 +204,7 @@ def cycle_time_svg(results: list[MatterDistances], prefix: str) -> str | None:
 
     matplotlib.use("Agg")
     from matplotlib.figure import Figure
+    from matplotlib.ticker import NullFormatter
 
     from simulator.report.charts import svg_of
 
@@ -222,6 +223,7 @@ def cycle_time_svg(results: list[MatterDistances], prefix: str) -> str | None:
             x = np.quantile(np.maximum(np.asarray(values), 1e-3), share)
             ax.step(x, share, style, where="post", label=label)
         ax.set_xscale("log")
+        ax.xaxis.set_minor_formatter(NullFormatter())  # minor labels pile up on short spans
         ax.set_title(result.matter, fontsize=8)
         ax.tick_params(labelsize=7)
     for ax in axes[len(results) :]:
