@@ -25,6 +25,7 @@ from services.core.scenario import Scenario
 from services.core.timing import stream_seed
 from services.core.walk import Outcome
 from simulator.engine import Replication, run_replication
+from simulator.intervals import wilson
 from simulator.outputs import EventLogs
 from simulator.summary import (
     Bottleneck,
@@ -343,19 +344,6 @@ def t_interval(samples: list[float]) -> list[float] | None:
         return None
     half = stats.t.ppf(0.975, len(values) - 1) * values.std(ddof=1) / math.sqrt(len(values))
     return [float(values.mean() - half), float(values.mean() + half)]
-
-
-def wilson(successes: int, trials: int) -> list[float] | None:
-    """95% Wilson score interval of a proportion."""
-    if trials == 0:
-        return None
-    z = 1.959963984540054
-    p = successes / trials
-    centre = (p + z * z / (2 * trials)) / (1 + z * z / trials)
-    half = (
-        z * math.sqrt(p * (1 - p) / trials + z * z / (4 * trials * trials)) / (1 + z * z / trials)
-    )
-    return [max(0.0, centre - half), min(1.0, centre + half)]
 
 
 def _clip01(interval: list[float] | None) -> list[float] | None:

@@ -39,7 +39,8 @@ from services.core.catalog import Catalog, Matter
 from services.core.scenario import RUN_OUT_DAYS, Scenario, scenario_from_dict
 from simulator.discovery.arrivals import fit_demand, local_date
 from simulator.discovery.eventlog import EventLog
-from simulator.discovery.fitting import Fit, fit_duration, fit_left_censored, wilson
+from simulator.discovery.fitting import Fit, fit_duration, fit_left_censored
+from simulator.intervals import wilson
 
 Hours = tuple[tuple[time, time], ...]
 US_PER_MINUTE = 60e6
@@ -441,7 +442,7 @@ def _segments(
             if abs(scale - 1) > 0.02:
                 segment["time_scale"] = round(scale, 4)
             segments.append(segment)
-            low, high = wilson(int(k), n)
+            low, high = wilson(int(k), n) or (0.0, 1.0)
             report[name] = {
                 "share": round(k / n, 6),
                 "cases": int(k),
@@ -464,7 +465,7 @@ def _segments(
             segments.append(
                 {"name": named.name, "share": round(k / classified, 6), "route": route_id}
             )
-            low, high = wilson(int(k), classified)
+            low, high = wilson(int(k), classified) or (0.0, 1.0)
             report[named.name] = {
                 "share": round(k / classified, 6),
                 "cases": int(k),
@@ -846,7 +847,7 @@ def _branches(
         if trials == 0 or k == 0:
             continue
         p = k / trials
-        low, high = wilson(k, trials)
+        low, high = wilson(k, trials) or (0.0, 1.0)
         branch: dict[str, Any] = {"probability": round(p, 6)}
         report[purpose] = {
             "probability": round(p, 6),

@@ -145,17 +145,6 @@ def _fit_family(
         )
 
 
-def wilson(successes: int, trials: int, z: float = 1.96) -> tuple[float, float]:
-    """Wilson score interval of a binomial proportion."""
-    if trials == 0:
-        return (0.0, 1.0)
-    p = successes / trials
-    denom = 1 + z**2 / trials
-    centre = (p + z**2 / (2 * trials)) / denom
-    half = z * math.sqrt(p * (1 - p) / trials + z**2 / (4 * trials**2)) / denom
-    return (max(0.0, centre - half), min(1.0, centre + half))
-
-
 def fit_left_censored(
     exact: np.ndarray,
     bound_of_exact: np.ndarray,

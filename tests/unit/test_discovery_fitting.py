@@ -12,7 +12,8 @@ from services.core.catalog import load_catalog
 from services.core.scenario import scenario_from_dict
 from simulator.demand import generate_demand
 from simulator.discovery.arrivals import fit_demand
-from simulator.discovery.fitting import fit_duration, fit_left_censored, wilson
+from simulator.discovery.fitting import fit_duration, fit_left_censored
+from simulator.intervals import wilson
 
 RNG = np.random.default_rng(20210101)
 
@@ -63,10 +64,12 @@ def test_left_censored_fit_undoes_the_selection_of_the_exact_values() -> None:
 
 
 def test_wilson_interval_covers_the_proportion() -> None:
-    low, high = wilson(50, 1000)
+    interval = wilson(50, 1000)
+    assert interval is not None
+    low, high = interval
     assert low < 0.05 < high
     assert high - low == pytest.approx(2 * 1.96 * np.sqrt(0.05 * 0.95 / 1000), rel=0.05)
-    assert wilson(0, 0) == (0.0, 1.0)
+    assert wilson(0, 0) is None
 
 
 def _scenario(profile: dict) -> object:
