@@ -36,6 +36,7 @@ from services.runtime.settings import load_settings
 from simulator.summary import Summary, TargetResult
 
 if TYPE_CHECKING:
+    from simulator.executors import ExecutorSpec
     from simulator.outputs import LogFormat
 
 app = typer.Typer(
@@ -313,6 +314,33 @@ OcelOption = Annotated[
 ]
 
 
+ExecutorOption = Annotated[
+    str | None,
+    typer.Option(
+        "--executor",
+        metavar="local|dask://HOST:PORT",
+        help="Where the replications run: this machine's processes (local, --workers of "
+        "them) or an existing Dask scheduler [default: GOVFLOW_EXECUTOR, else local].",
+        show_default=False,
+    ),
+]
+
+
+def _executor(value: str | None, workers: int | None) -> ExecutorSpec:
+    """--executor, else GOVFLOW_EXECUTOR, else local (with --workers processes)."""
+    from simulator.executors import parse_executor
+
+    if value is None:
+        return parse_executor(
+            load_settings().executor, _default_workers_or(workers), "GOVFLOW_EXECUTOR"
+        )
+    return parse_executor(value, _default_workers_or(workers))
+
+
+def _default_workers_or(workers: int | None) -> int:
+    return workers or _default_workers()
+
+
 def _log_format(value: str) -> LogFormat:
     """The --log-format value, checked (an unknown one is an input error)."""
     from simulator.outputs import LOG_FORMATS
@@ -400,6 +428,7 @@ def simulate_command(
     replications: ReplicationsOption = 4,
     seed: SeedOption = None,
     workers: WorkersOption = None,
+    executor: ExecutorOption = None,
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Output folder.")] = None,
     events: Annotated[
         bool,
@@ -439,7 +468,7 @@ def simulate_command(
                 loaded,
                 replications=replications,
                 seed=seed,
-                workers=workers or _default_workers(),
+                executor=_executor(executor, workers),
                 out=out,
                 events=events,
                 log_format=chosen,
@@ -479,6 +508,7 @@ def plan_command(
     replications: ReplicationsOption = 2,
     seed: SeedOption = None,
     workers: WorkersOption = None,
+    executor: ExecutorOption = None,
     slack: Annotated[
         float,
         typer.Option(
@@ -515,7 +545,7 @@ def plan_command(
             attainment=attainment,
             replications=replications,
             seed=seed,
-            workers=workers or _default_workers(),
+            executor=_executor(executor, workers),
             slack=slack,
             on_round=lambda r: progress.update(
                 task, description=f"{r.phase}: {r.clerks} clerks, {r.misses} misses"
@@ -593,6 +623,7 @@ def compare_command(
     replications: ReplicationsOption = 4,
     seed: SeedOption = None,
     workers: WorkersOption = None,
+    executor: ExecutorOption = None,
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Output folder.")] = None,
 ) -> None:
     """Run two scenarios with the same seeds and report them side by side."""
@@ -611,7 +642,7 @@ def compare_command(
                     scenario,
                     replications=replications,
                     seed=seed if seed is not None else a.seed,
-                    workers=workers or _default_workers(),
+                    executor=_executor(executor, workers),
                     out=out / label,
                     events=False,
                     progress=lambda n, task=task: progress.advance(task, n),

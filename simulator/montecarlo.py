@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,6 +25,7 @@ from services.core.scenario import Scenario
 from services.core.timing import stream_seed
 from services.core.walk import Outcome
 from simulator.engine import Replication, run_replication
+from simulator.executors import LOCAL, ExecutorSpec, run_all
 from simulator.intervals import wilson
 from simulator.outputs import EventLogs
 from simulator.summary import (
@@ -310,31 +311,34 @@ def run_replications(
     *,
     replications: int,
     seed: int,
-    workers: int = 1,
     logs: EventLogs | None = None,
     progress: Callable[[int], None] | None = None,
+    executor: ExecutorSpec = LOCAL,
 ) -> list[RepStats]:
-    """Run the replications (in ``workers`` processes) and return their statistics in
-    replication order; replication 0 writes ``logs`` (and ``ledger.jsonl`` beside them)
-    when given."""
+    """Run the replications and return their statistics in replication order:
+    locally in ``executor.workers`` processes, or on a Dask cluster (see
+    :mod:`simulator.executors`).  Replication 0 writes ``logs`` (and ``ledger.jsonl``
+    beside them) when given — on a cluster it runs here, where the files go, while the
+    cluster runs the others."""
+    spec = executor
     seeds = replication_seeds(seed, replications)
-    results: dict[int, RepStats] = {}
-    if workers <= 1 or replications == 1:
-        for r, s in enumerate(seeds):
-            results[r] = _run_one(catalog, scenario, s, logs if r == 0 else None)
-            if progress:
-                progress(1)
-    else:
-        with ProcessPoolExecutor(max_workers=min(workers, replications)) as pool:
-            futures = {
-                pool.submit(_run_one, catalog, scenario, s, logs if r == 0 else None): r
-                for r, s in enumerate(seeds)
-            }
-            for future in as_completed(futures):
-                results[futures[future]] = future.result()
-                if progress:
-                    progress(1)
-    return [results[r] for r in range(replications)]
+    shared = (catalog, scenario)
+    if spec.kind == "local" or logs is None:
+        jobs = [(s, logs if r == 0 else None) for r, s in enumerate(seeds)]
+        return run_all(spec, _run_one, jobs, shared=shared, progress=progress)
+    with ThreadPoolExecutor(1) as remote:
+        others = remote.submit(
+            run_all,
+            spec,
+            _run_one,
+            [(s, None) for s in seeds[1:]],
+            shared=shared,
+            progress=progress,
+        )
+        first = _run_one(catalog, scenario, seeds[0], logs)
+        if progress:
+            progress(1)
+        return [first, *others.result()]
 
 
 def t_interval(samples: list[float]) -> list[float] | None:

@@ -34,6 +34,7 @@ from services.core.measure import SHARE_METRICS
 from services.core.scenario import Scenario
 from services.core.steps import expected_attempts
 from services.core.timing import to_duration
+from simulator.executors import LOCAL, ExecutorSpec
 from simulator.montecarlo import RepStats, run_replications
 
 Pool = tuple[str, str]  # (department, county)
@@ -271,7 +272,7 @@ def plan(
     attainment: float = 0.95,
     replications: int = 2,
     seed: int | None = None,
-    workers: int = 1,
+    executor: ExecutorSpec = LOCAL,
     max_rounds: int = 30,
     slack: float = ATTAINMENT_SLACK,
     on_round: Callable[[Round], None] | None = None,
@@ -291,7 +292,11 @@ def plan(
 
     no_queue_scenario = scenario.with_clerks(dict.fromkeys(clerks, UNLIMITED))
     no_queue_reps = run_replications(
-        catalog, no_queue_scenario, replications=replications, seed=seed, workers=workers
+        catalog,
+        no_queue_scenario,
+        replications=replications,
+        seed=seed,
+        executor=executor,
     )
     no_queue = county_values(catalog, no_queue_scenario, no_queue_reps)
     targets = goals(no_queue, attainment, slack)
@@ -304,7 +309,11 @@ def plan(
     def evaluate(phase: str) -> tuple[list[Miss], list[RepStats]]:
         staffed = scenario.with_clerks(clerks)
         reps = run_replications(
-            catalog, staffed, replications=replications, seed=seed, workers=workers
+            catalog,
+            staffed,
+            replications=replications,
+            seed=seed,
+            executor=executor,
         )
         found = misses(county_values(catalog, staffed, reps), targets)
         record = Round(phase, sum(clerks.values()), len(found))

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from services.core.catalog import Catalog
 from services.core.scenario import Scenario
+from simulator.executors import LOCAL, ExecutorSpec
 from simulator.montecarlo import RepStats, run_replications, summarise
 from simulator.outputs import EventLogs, LogFormat
 from simulator.report import write_comparison_report, write_report
@@ -29,7 +30,7 @@ def simulate(
     *,
     replications: int,
     seed: int | None = None,
-    workers: int = 1,
+    executor: ExecutorSpec = LOCAL,
     out: Path | None = None,
     events: bool = True,
     log_format: LogFormat = "csv",
@@ -50,7 +51,7 @@ def simulate(
         scenario,
         replications=replications,
         seed=seed,
-        workers=workers,
+        executor=executor,
         logs=EventLogs(out, log_format, ocel) if out is not None and events else None,
         progress=progress,
     )

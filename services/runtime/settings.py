@@ -89,6 +89,11 @@ class Settings(BaseSettings):
         "state a service keeps.",
     )
 
+    executor: str = Field(
+        default="local",
+        description="Where simulations run: local (this machine's processes) or "
+        "dask://HOST:PORT (a dask.distributed scheduler); --executor overrides it.",
+    )
     backfill_working_days: float = Field(
         default=10.0,
         ge=0,
