@@ -85,8 +85,8 @@ def test_the_service_packages_are_what_govflow_up_starts():
 
 @pytest.mark.parametrize(
     "profiles",
-    [(), ("three-node",), ("replay",), ("three-node", "replay")],
-    ids=["default", "three-node", "replay", "all-profiles"],
+    [(), ("three-node",), ("replay",), ("dask",), ("three-node", "replay", "dask")],
+    ids=["default", "three-node", "replay", "dask", "all-profiles"],
 )
 def test_docker_compose_accepts_the_file(profiles: tuple[str, ...]):
     binary = docker_compose()
@@ -301,6 +301,32 @@ def test_replay_job(services):
     assert env["GOVFLOW_EMBEDDED_BROKER_QUIRKS"] == "false"
     for name in SERVICE_PACKAGES:
         assert replay["depends_on"].get(name) == {"condition": "service_healthy"}, name
+
+
+def test_dask_profile_runs_a_plan_on_the_cluster(services):
+    """Scheduler, workers (the govflow image, one single-threaded process each, so that
+    `--scale dask-worker=N` is N replications at a time) and the plan job, which reaches
+    the scheduler by GOVFLOW_EXECUTOR; the executor string is one govflow accepts."""
+    from simulator.executors import parse_executor
+
+    scheduler, worker, plan = services["dask-scheduler"], services["dask-worker"], services["plan"]
+    image = with_defaults(services["tax"]["image"])
+    for service in (scheduler, worker, plan):
+        assert service.get("profiles") == ["dask"]
+        assert with_defaults(service["image"]) == image
+    assert scheduler["command"][:2] == ["dask", "scheduler"]
+    port = scheduler["command"][scheduler["command"].index("--port") + 1]
+    assert worker["command"][:3] == ["dask", "worker", f"tcp://dask-scheduler:{port}"]
+    assert worker["command"][worker["command"].index("--nthreads") + 1] == "1"
+    assert "container_name" not in worker and "ports" not in worker  # scalable
+    spec = parse_executor(env_of(plan)["GOVFLOW_EXECUTOR"])
+    assert (spec.kind, spec.address) == ("dask", f"tcp://dask-scheduler:{port}")
+    command = [with_defaults(part) for part in plan["command"]]
+    assert command[:2] == ["govflow", "plan"]
+    assert command[command.index("--scenario") + 1] == "scenarios/shangrao-2021.yaml"
+    out = command[command.index("--out") + 1]
+    assert any(str(v).split(":")[1] == out for v in plan["volumes"]), plan["volumes"]
+    assert plan["depends_on"]["dask-scheduler"] == {"condition": "service_healthy"}
 
 
 def test_scenarios_are_in_the_image(services):
