@@ -14,7 +14,9 @@ Counties are independent (a case stays in its county), so the planner judges eve
    target's steps in that county; repeat until nothing misses;
 4. *trim*: in every county, try removing a clerk from the least utilised pool that
    would stay stable (more clerks than its offered load); simulate; give the clerk back
-   (for good) wherever a target now misses; repeat until no pool can lose a clerk.
+   (for good) in every county where a target now misses — that county is then as it was
+   the round before, so it needs no round of its own; repeat until no pool can lose a
+   clerk, then simulate the final staffing whole (and grow again should anything miss).
 
 Targets the staffing cannot change — structural step counts, quantities the engine
 does not simulate — and targets for years other than 2021 are not planned for.
@@ -238,9 +240,8 @@ def _pool_waits(reps: list[RepStats]) -> tuple[dict[Pool, float], dict[Pool, flo
     )
 
 
-def _to_grow(found: list[Miss], reps: list[RepStats], clerks: dict[Pool, int]) -> set[Pool]:
+def _to_grow(found: list[Miss], waits: dict[Pool, float], clerks: dict[Pool, int]) -> set[Pool]:
     """For every miss, the pool serving its target with the longest wait."""
-    waits, _ = _pool_waits(reps)
     grown = set()
     for miss in found:
         candidates = [p for p in miss.pools if p in clerks]
@@ -250,11 +251,10 @@ def _to_grow(found: list[Miss], reps: list[RepStats], clerks: dict[Pool, int]) -
 
 
 def _to_trim(
-    reps: list[RepStats], clerks: dict[Pool, int], frozen: set[Pool], floor: dict[Pool, int]
+    utils: dict[Pool, float], clerks: dict[Pool, int], frozen: set[Pool], floor: dict[Pool, int]
 ) -> set[Pool]:
     """One pool per county (counties are independent): the least utilised that may lose a
     clerk and stay stable."""
-    _, utils = _pool_waits(reps)
     per_county: dict[str, Pool] = {}
     for pool, n in clerks.items():
         if pool in frozen or n <= floor[pool]:
@@ -323,35 +323,68 @@ def plan(
         return found, reps
 
     found, reps = evaluate("start")
+    waits, utils = _pool_waits(reps)
     frozen: set[Pool] = set()
+    confirmed = True  # the staffing as it stands was simulated as a whole
     rounds = 1
     while rounds < max_rounds:
         if found:  # grow: the longest-waiting pool behind every miss gets a clerk
-            grown = _to_grow(found, reps, clerks)
+            grown = _to_grow(found, waits, clerks)
             if not grown:
                 break
             for pool in grown:
                 clerks[pool] += 1
             found, reps = evaluate("grow")
+            waits, utils = _pool_waits(reps)
+            confirmed = True
             rounds += 1
             continue
-        trial = _to_trim(reps, clerks, frozen, floor)
+        trial = _to_trim(utils, clerks, frozen, floor)
         if not trial:
-            break
+            if confirmed:
+                break
+            # the staffing pieced together from the counties' own rounds, simulated whole
+            found, reps = evaluate("confirm")
+            waits, utils = _pool_waits(reps)
+            confirmed = True
+            rounds += 1
+            continue
         for pool in trial:
             clerks[pool] -= 1
         found, reps = evaluate("trim")
         rounds += 1
-        if found:  # give the clerk back, for good, wherever a target now misses
-            blamed = {p for miss in found for p in miss.pools} & trial
-            for pool in blamed or trial:
-                clerks[pool] += 1
-                frozen.add(pool)
-            found, reps = evaluate("restore")
-            rounds += 1
+        confirmed = _settle_trim(trial, found, reps, clerks, frozen, (waits, utils))
+        found = []
     result.misses = found
-    _, result.utilisation = _pool_waits(reps)
+    result.utilisation = utils
     return result
+
+
+def _settle_trim(
+    trial: set[Pool],
+    found: list[Miss],
+    reps: list[RepStats],
+    clerks: dict[Pool, int],
+    frozen: set[Pool],
+    figures: tuple[dict[Pool, float], dict[Pool, float]],
+) -> bool:
+    """After a trim round: counties are independent, so a county whose trim failed goes
+    back to the staffing it had — whose figures (``figures``: waits, utilisations) are
+    those of the round before — without a round of its own, its pool frozen; the others
+    keep the trim and take its figures.  True when no county failed (the staffing as it
+    stands is the one just simulated)."""
+    waits, utils = figures
+    trimmed_waits, trimmed_utils = _pool_waits(reps)
+    failed = {miss.county for miss in found}
+    for pool in trial:
+        if pool[1] in failed:
+            clerks[pool] += 1
+            frozen.add(pool)
+    for pool, value in trimmed_utils.items():
+        if pool[1] not in failed:
+            utils[pool] = value
+            waits[pool] = trimmed_waits[pool]
+    return not failed
 
 
 def plan_document(result: Plan, attainment: float, scenario: Scenario) -> dict[str, Any]:

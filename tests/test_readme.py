@@ -10,10 +10,14 @@ elsewhere: ``.ci/run`` runs ``make test``, tests/deploy validates the compose fi
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
+import signal
+import socket
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -24,18 +28,21 @@ README = ROOT / "README.md"
 COPIED = ("scenarios", "services", "simulator", "govflow", "deploy", "pyproject.toml")
 _BLOCK = re.compile(r"^```(?:sh|bash|console)\n(.*?)^```", re.S | re.M)
 _GOVFLOW = re.compile(r"^(?:\.venv/bin/)?govflow\s")
+#: A Dask scheduler or worker the block starts in the background for its govflow lines.
+_DASK = re.compile(r"^(?:\.venv/bin/)?dask\s+(?:scheduler|worker)\s.*&$")
 
 pytestmark = pytest.mark.readme
 
 
 def readme_blocks(text: str) -> list[list[str]]:
-    """The govflow lines of each shell block (blocks without any are left out)."""
+    """The govflow lines of each shell block (blocks without any are left out), after
+    the Dask scheduler and workers it starts in the background (``dask … &``)."""
     blocks = []
     for body in _BLOCK.findall(text):
         lines = [line.strip() for line in body.splitlines()]
         commands = [line for line in lines if _GOVFLOW.match(line)]
         if commands:
-            blocks.append(commands)
+            blocks.append([line for line in lines if _DASK.match(line)] + commands)
     return blocks
 
 
@@ -78,11 +85,36 @@ def run(line: str, cwd: Path, timeout: float) -> subprocess.CompletedProcess[str
     )
 
 
+def start_in_background(line: str, cwd: Path) -> subprocess.Popen[bytes]:
+    """A ``dask scheduler … &`` / ``dask worker … &`` line, left running; the scheduler's
+    port answering (or the worker given two seconds) before the block goes on."""
+    command = line.removesuffix("&").strip()
+    if command.startswith("dask "):
+        command = f"{ROOT / '.venv' / 'bin'}/{command}"  # the venv's dask, as .venv/bin/govflow
+    process = subprocess.Popen(
+        ["bash", "-c", f"exec {command}"],
+        cwd=cwd,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    port = re.search(r"--port\s+(\d+)", command)
+    deadline = time.monotonic() + 30
+    while port and time.monotonic() < deadline:
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", int(port[1])), 1):
+            break
+        time.sleep(0.2)
+    if not port:
+        time.sleep(2)
+    return process
+
+
 @pytest.mark.parametrize("block", BLOCKS, ids=[f"block{i + 1}" for i in range(len(BLOCKS))])
 def test_every_readme_command_runs_as_written(block: list[str], copy: Path) -> None:
-    brings_up = any(line.split()[1] == "up" for line in block)
+    brings_up = any(line.split()[1] == "up" for line in block if _GOVFLOW.match(line))
+    background = [start_in_background(line, copy) for line in block if _DASK.match(line)]
     try:
-        for line in block:
+        for line in (line for line in block if _GOVFLOW.match(line)):
             result = run(line, copy, timeout=1500)
             assert result.returncode == 0, (
                 f"README line failed ({result.returncode}): {line}\n"
@@ -92,3 +124,7 @@ def test_every_readme_command_runs_as_written(block: list[str], copy: Path) -> N
     finally:
         if brings_up:
             run(".venv/bin/govflow down", copy, timeout=120)
+        for process in reversed(background):
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGTERM)
+            process.wait(timeout=30)
