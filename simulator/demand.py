@@ -79,13 +79,20 @@ def hourly_weights(
     return (day_w[:, None] * np.asarray(profile.hour)[None, :]).ravel()
 
 
+def year_weight(profile: DemandProfile, calendar: OfficeCalendar, year: int) -> float:
+    """The summed hourly weights of a calendar year: a matter's ``per_year`` is spread
+    over them, so a span gets ``per_year × its weights ÷ this``."""
+    first = date(year, 1, 1)
+    return float(
+        hourly_weights(profile, calendar, first, (date(year + 1, 1, 1) - first).days).sum()
+    )
+
+
 def generate_demand(scenario: Scenario, seed: int) -> dict[str, MatterArrivals]:
     """Every matter's cases over the scenario's horizon."""
     calendar = scenario.office_calendar
     start = scenario.horizon.start
     days = scenario.horizon.days
-    year_start = date(start.year, 1, 1)
-    year_days = (date(start.year + 1, 1, 1) - year_start).days
     t0 = midnight(start)
     counties = list(scenario.counties)
     shares = np.array([scenario.counties[c] for c in counties])
@@ -95,15 +102,15 @@ def generate_demand(scenario: Scenario, seed: int) -> dict[str, MatterArrivals]:
     for matter_id, demand in scenario.demand.items():
         rng = np.random.Generator(np.random.PCG64(stream_seed(seed, "demand", matter_id)))
         profile = scenario.profile(demand.profile)
-        year_weight = hourly_weights(profile, calendar, year_start, year_days).sum()
+        year = year_weight(profile, calendar, start.year)
         weights = hourly_weights(profile, calendar, start, days)
-        if demand.per_year == 0 or year_weight == 0:
+        if demand.per_year == 0 or year == 0:
             empty = np.empty(0)
             out[matter_id] = MatterArrivals(
                 matter_id, empty, empty.astype(int), empty.astype(int), empty.astype(int)
             )
             continue
-        counts = rng.poisson(demand.per_year * weights / year_weight)
+        counts = rng.poisson(demand.per_year * weights / year)
         hour_index = np.repeat(np.arange(len(weights)), counts)
         submitted = t0 + hour_index * 3600.0 + rng.random(len(hour_index)) * 3600.0
         submitted.sort()

@@ -22,7 +22,7 @@ from scipy import stats
 
 from services.core.calendar import SHANGHAI, OfficeCalendar
 from services.core.scenario import DemandProfile, Peak
-from simulator.demand import hourly_weights
+from simulator.demand import hourly_weights, year_weight
 
 PEAK_WINDOW = (1, 15)
 PEAK_P_VALUE = 1e-3
@@ -104,11 +104,9 @@ def fit_demand(
     )
     if not (kind == 7).any():
         notes.append("no public holiday in the log: holiday weight 0 assumed")
-    year_start = date(first.year, 1, 1)
-    year_days = (date(first.year + 1, 1, 1) - year_start).days
-    year_weight = hourly_weights(profile, calendar, year_start, year_days).sum()
+    year = year_weight(profile, calendar, first.year)
     span_weight = hourly_weights(profile, calendar, first, days).sum()
-    per_year = len(arrivals) * year_weight / span_weight if span_weight > 0 else 0.0
+    per_year = len(arrivals) * year / span_weight if span_weight > 0 else 0.0
     return DemandFit(per_year, profile, len(arrivals), first, last, notes)
 
 

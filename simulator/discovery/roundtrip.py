@@ -68,17 +68,13 @@ def expected_cases(scenario: Scenario, matter_id: str, over: Scenario) -> float:
     """A matter's expected cases over ``over``'s horizon under ``scenario``'s volume and
     profile (a log shorter than a year says how many cases came in its span; its yearly
     volume also rests on the months it does not show)."""
-    from datetime import date
-
-    from simulator.demand import hourly_weights
+    from simulator.demand import hourly_weights, year_weight
 
     demand = scenario.demand[matter_id]
     profile = scenario.profile(demand.profile)
     calendar = scenario.office_calendar
     start = over.horizon.start
-    year_start = date(start.year, 1, 1)
-    year_days = (date(start.year + 1, 1, 1) - year_start).days
-    year = hourly_weights(profile, calendar, year_start, year_days).sum()
+    year = year_weight(profile, calendar, start.year)
     span = hourly_weights(profile, calendar, start, over.horizon.days).sum()
     return float(demand.per_year * span / year) if year > 0 else 0.0
 
