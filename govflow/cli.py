@@ -592,7 +592,8 @@ def render_plan(document: dict[str, Any], out: Console) -> None:
     out.print(
         f"total {document['total_clerks']} clerks "
         f"(scenario: {document['scenario_total_clerks']}), "
-        f"{len(document['rounds'])} simulation rounds"
+        f"{len(document['rounds'])} simulations "
+        f"({sum(r['seconds'] for r in document['rounds']):.0f} s)"
     )
     unfixable = document["not_fixable_by_staffing"]
     if unfixable:

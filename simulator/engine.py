@@ -20,7 +20,7 @@ import gc
 import math
 import time as wallclock
 from array import array
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -120,6 +120,8 @@ class Replication:
     measured_from: float
     wall_seconds: float
     counties: list[str]
+    #: the counties whose cases were simulated (None: all; see :func:`run_replication`)
+    simulated_counties: list[str] | None = None
     #: the saga's end state in the engine's compact keys (unit numbers, :func:`case_key`
     #: for cases and buyers; see :mod:`simulator.ledger` for their codes and names):
     #: the property register, each utility's holders, tax's deed-tax clearances, the
@@ -139,7 +141,14 @@ class Replication:
 
     @property
     def cases(self) -> int:
-        return sum(len(o.arrivals) for o in self.outcomes.values())
+        return sum(int(self.simulated(o.arrivals.county).sum()) for o in self.outcomes.values())
+
+    def simulated(self, county: np.ndarray) -> np.ndarray:
+        """Which of these cases (by their county indices) the run simulated."""
+        if self.simulated_counties is None:
+            return np.ones(len(county), dtype=bool)
+        chosen = [self.counties.index(c) for c in self.simulated_counties]
+        return np.isin(county, chosen)
 
     def columns(self) -> dict[str, np.ndarray]:
         """The step records as arrays, with derived ``county``, ``department`` (index into
@@ -260,15 +269,22 @@ class _Booking:
         self._value: Any = None
 
 
-def run_replication(catalog: Catalog, scenario: Scenario, seed: int) -> Replication:
-    """Simulate the scenario once with ``seed``; runs until every case has finished."""
+def run_replication(
+    catalog: Catalog, scenario: Scenario, seed: int, counties: Collection[str] | None = None
+) -> Replication:
+    """Simulate the scenario once with ``seed``; runs until every case has finished.
+
+    ``counties``: simulate only the cases of these counties (None: all).  Counties share
+    nothing — a case, its pools, its units and its seizures stay in its county — and every
+    draw of a case is keyed by the case, so each county's cases fare exactly as in the
+    run of all counties (the planner re-simulates only the counties it changed)."""
     # The engine allocates millions of short-lived tuples and keeps few cycles: the
     # cyclic collector would rescan the growing live set over and over (a third of the
     # run), so it is paused for the replication and collects once at the end.
     collecting = gc.isenabled()
     gc.disable()
     try:
-        return _run(catalog, scenario, seed)
+        return _run(catalog, scenario, seed, counties)
     finally:
         if collecting:
             gc.enable()
@@ -277,7 +293,9 @@ def run_replication(catalog: Catalog, scenario: Scenario, seed: int) -> Replicat
 # One closure per kind of SimPy callback, sharing the run's state through the enclosing
 # scope: a function call and an attribute lookup less per event than methods would cost,
 # on the path every step attempt takes.  Hence one long function.
-def _run(catalog: Catalog, scenario: Scenario, seed: int) -> Replication:  # noqa: C901, PLR0915
+def _run(  # noqa: C901, PLR0915
+    catalog: Catalog, scenario: Scenario, seed: int, only: Collection[str] | None
+) -> Replication:
     wall = wallclock.perf_counter()
     env = simpy.Environment()
     t0 = midnight(scenario.horizon.start)
@@ -409,6 +427,13 @@ def _run(catalog: Catalog, scenario: Scenario, seed: int) -> Replication:  # noq
     owners = np.concatenate([np.full(len(r.arrivals), r.index) for r in runs]) if runs else times
     seqs = np.concatenate([np.arange(len(r.arrivals)) for r in runs]) if runs else times
     order = np.argsort(times, kind="stable")
+    simulated = counties if only is None else [c for c in counties if c in set(only)]
+    if only is not None:
+        if unknown := set(only) - set(counties):
+            raise ValueError(f"counties not in the scenario: {sorted(unknown)}")
+        chosen = np.isin(np.arange(len(counties)), [county_of[c] for c in simulated])
+        of_case = np.concatenate([r.arrivals.county for r in runs]) if runs else times
+        order = order[chosen[of_case[order].astype(np.int64)]]
     step, peek = env.step, env.peek
     for at, owner, seq in zip(
         times[order].tolist(), owners[order].tolist(), seqs[order].tolist(), strict=True
@@ -425,6 +450,7 @@ def _run(catalog: Catalog, scenario: Scenario, seed: int) -> Replication:  # noq
     pool_stats = [
         PoolStats(dept, counties[c], p.clerks, p.busy_us, p.assigned)
         for (dept, c), p in sorted(pools.items())
+        if counties[c] in simulated
     ]
     linked = {u for r in runs if "account" in r.walk.graph.effects and r.units for u in r.units}
     horizon_end = midnight(scenario.horizon.end) + 86400.0
@@ -443,6 +469,7 @@ def _run(catalog: Catalog, scenario: Scenario, seed: int) -> Replication:  # noq
         measured_from=midnight(scenario.measured_from()),
         wall_seconds=wallclock.perf_counter() - wall,
         counties=counties,
+        simulated_counties=None if only is None else simulated,
         register=dict(keepers.register.units),
         accounts=keepers.holders(),
         cleared=keepers.cleared(),

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from scipy import stats
@@ -157,7 +158,9 @@ def measure_replication(catalog: Catalog, scenario: Scenario, rep: Replication) 
         matter = outcome.matter
         n = len(outcome.arrivals)
         times = step_times(rep, index, matter, n)
-        measured = outcome.arrivals.submitted >= rep.measured_from
+        measured = (outcome.arrivals.submitted >= rep.measured_from) & rep.simulated(
+            outcome.arrivals.county
+        )
         submitted = outcome.arrivals.submitted[measured]
         completed = outcome.completed[measured]
         times = times.subset(measured)
@@ -289,8 +292,14 @@ def _max_queue(arrival: np.ndarray, start: np.ndarray) -> int:
     return int(np.cumsum(delta[order]).max())
 
 
-def _run_one(catalog: Catalog, scenario: Scenario, seed: int, logs: EventLogs | None) -> RepStats:
-    rep = run_replication(catalog, scenario, seed)
+def _run_one(
+    catalog: Catalog,
+    scenario: Scenario,
+    seed: int,
+    logs: EventLogs | None,
+    counties: tuple[str, ...] | None = None,
+) -> RepStats:
+    rep = run_replication(catalog, scenario, seed, counties)
     written: tuple[Path, ...] = ()
     if logs is not None:
         from simulator.ledger import simulation_facts, write_ledger
@@ -314,15 +323,22 @@ def run_replications(
     logs: EventLogs | None = None,
     progress: Callable[[int], None] | None = None,
     executor: ExecutorSpec = LOCAL,
+    counties: tuple[str, ...] | None = None,
 ) -> list[RepStats]:
     """Run the replications and return their statistics in replication order:
     locally in ``executor.workers`` processes, or on a Dask cluster (see
     :mod:`simulator.executors`).  Replication 0 writes ``logs`` (and ``ledger.jsonl``
     beside them) when given — on a cluster it runs here, where the files go, while the
-    cluster runs the others."""
+    cluster runs the others.  ``counties``: simulate only these counties' cases (see
+    :func:`~simulator.engine.run_replication`; not with ``logs``)."""
     spec = executor
     seeds = replication_seeds(seed, replications)
     shared = (catalog, scenario)
+    if counties is not None:
+        if logs is not None:
+            raise ValueError("a run of some counties writes no event logs")
+        some: list[tuple[Any, ...]] = [(s, None, counties) for s in seeds]
+        return run_all(spec, _run_one, some, shared=shared, progress=progress)
     if spec.kind == "local" or logs is None:
         jobs = [(s, logs if r == 0 else None) for r, s in enumerate(seeds)]
         return run_all(spec, _run_one, jobs, shared=shared, progress=progress)

@@ -15,8 +15,12 @@ Counties are independent (a case stays in its county), so the planner judges eve
 4. *trim*: in every county, try removing a clerk from the least utilised pool that
    would stay stable (more clerks than its offered load); simulate; give the clerk back
    (for good) in every county where a target now misses — that county is then as it was
-   the round before, so it needs no round of its own; repeat until no pool can lose a
-   clerk, then simulate the final staffing whole (and grow again should anything miss).
+   the round before; repeat until no pool can lose a clerk.
+
+A round simulates only the counties whose staffing changed since they were last
+simulated with that staffing: counties share nothing and every draw belongs to a case, so
+a run of some counties gives them exactly the figures a run of all would give, and the
+final staffing's figures are those of each county's own run.
 
 Targets the staffing cannot change — structural step counts, quantities the engine
 does not simulate — and targets for years other than 2021 are not planned for.
@@ -25,6 +29,7 @@ does not simulate — and targets for years other than 2021 are not planned for.
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -57,9 +62,16 @@ class Miss:
 
 @dataclass
 class Round:
+    """One simulation of the planner: the run with unlimited clerks ("no-queue", its
+    misses are the not-fixable ones), then the rounds ("start", "grow", "trim")."""
+
     phase: str
     clerks: int
     misses: int
+    #: the counties simulated for the round (only those whose staffing changed)
+    counties: list[str] = field(default_factory=list)
+    cases: int = 0  # cases simulated, over all replications
+    seconds: float = 0.0  # wall time of the round
 
 
 @dataclass
@@ -265,6 +277,99 @@ def _to_trim(
     return set(per_county.values())
 
 
+@dataclass
+class _CountyFigures:
+    """What the simulation of one county's staffing measured."""
+
+    values: dict[Key, tuple[Target, float, list[Pool]]]
+    waits: dict[Pool, float]
+    utils: dict[Pool, float]
+
+
+@dataclass
+class _Figures:
+    """The whole staffing's figures, pieced together from its counties'."""
+
+    found: list[Miss]
+    waits: dict[Pool, float]
+    utils: dict[Pool, float]
+
+
+class _CountySimulations:
+    """Simulates a staffing county by county, each county's staffing once.
+
+    Counties share nothing and a case's draws are its own, so a run of some counties
+    gives them exactly the figures a run of all would (:func:`run_replication`).  A
+    staffing is measured by simulating, together, only the counties whose own staffing
+    has not been simulated yet, and taking the others' figures from before."""
+
+    def __init__(
+        self,
+        catalog: Catalog,
+        scenario: Scenario,
+        targets: dict[Key, Goal],
+        *,
+        replications: int,
+        seed: int,
+        executor: ExecutorSpec,
+    ) -> None:
+        self.catalog, self.scenario, self.targets = catalog, scenario, targets
+        self.replications, self.seed, self.executor = replications, seed, executor
+        self.counties = list(scenario.counties)
+        self.done: dict[tuple[str, tuple[tuple[str, int], ...]], _CountyFigures] = {}
+
+    def _staffing(self, clerks: dict[Pool, int], county: str) -> tuple[tuple[str, int], ...]:
+        return tuple(sorted((dept, n) for (dept, c), n in clerks.items() if c == county))
+
+    def stale(self, clerks: dict[Pool, int]) -> list[str]:
+        """The counties whose staffing in ``clerks`` has not been simulated."""
+        return [c for c in self.counties if (c, self._staffing(clerks, c)) not in self.done]
+
+    def measure(self, clerks: dict[Pool, int]) -> tuple[_Figures, list[str], int]:
+        """The staffing's figures; the counties simulated for them and their cases."""
+        stale = self.stale(clerks)
+        cases = 0
+        if stale:
+            staffed = self.scenario.with_clerks(clerks)
+            reps = run_replications(
+                self.catalog,
+                staffed,
+                replications=self.replications,
+                seed=self.seed,
+                executor=self.executor,
+                counties=None if len(stale) == len(self.counties) else tuple(stale),
+            )
+            cases = sum(r.cases for r in reps)
+            values = county_values(self.catalog, staffed, reps)
+            waits, utils = _pool_waits(reps)
+            for county in stale:
+                self.done[(county, self._staffing(clerks, county))] = _CountyFigures(
+                    {k: v for k, v in values.items() if k[2] == county},
+                    {p: w for p, w in waits.items() if p[1] == county},
+                    {p: u for p, u in utils.items() if p[1] == county},
+                )
+        figures = _Figures([], {}, {})
+        for county in self.counties:
+            part = self.done[(county, self._staffing(clerks, county))]
+            figures.found += misses(part.values, self.targets)
+            figures.waits.update(part.waits)
+            figures.utils.update(part.utils)
+        return figures, stale, cases
+
+
+def _goals_and_unfixable(
+    no_queue: dict[Key, tuple[Target, float, list[Pool]]], attainment: float, slack: float
+) -> tuple[dict[Key, Goal], list[Miss]]:
+    """The goals from the run with unlimited clerks, and what misses even then."""
+    targets = goals(no_queue, attainment, slack)
+    unfixable = [
+        Miss(key[0], target, key[2], value, pools)
+        for key, (target, value, pools) in no_queue.items()
+        if not targets[key].fixable
+    ]
+    return targets, unfixable
+
+
 def plan(
     catalog: Catalog,
     scenario: Scenario,
@@ -291,100 +396,79 @@ def plan(
     result = Plan(clerks=clerks, start=dict(start))
 
     no_queue_scenario = scenario.with_clerks(dict.fromkeys(clerks, UNLIMITED))
+    clock = time.perf_counter()
     no_queue_reps = run_replications(
-        catalog,
-        no_queue_scenario,
-        replications=replications,
-        seed=seed,
-        executor=executor,
+        catalog, no_queue_scenario, replications=replications, seed=seed, executor=executor
     )
-    no_queue = county_values(catalog, no_queue_scenario, no_queue_reps)
-    targets = goals(no_queue, attainment, slack)
-    result.unfixable = [
-        Miss(key[0], target, key[2], value, pools)
-        for key, (target, value, pools) in no_queue.items()
-        if not targets[key].fixable
-    ]
-
-    def evaluate(phase: str) -> tuple[list[Miss], list[RepStats]]:
-        staffed = scenario.with_clerks(clerks)
-        reps = run_replications(
-            catalog,
-            staffed,
-            replications=replications,
-            seed=seed,
-            executor=executor,
+    targets, result.unfixable = _goals_and_unfixable(
+        county_values(catalog, no_queue_scenario, no_queue_reps), attainment, slack
+    )
+    result.rounds.append(
+        Round(
+            "no-queue",
+            UNLIMITED * len(clerks),
+            len(result.unfixable),
+            list(scenario.counties),
+            sum(r.cases for r in no_queue_reps),
+            round(time.perf_counter() - clock, 2),
         )
-        found = misses(county_values(catalog, staffed, reps), targets)
-        record = Round(phase, sum(clerks.values()), len(found))
+    )
+    simulations = _CountySimulations(
+        catalog, scenario, targets, replications=replications, seed=seed, executor=executor
+    )
+
+    def evaluate(phase: str) -> _Figures:
+        clock = time.perf_counter()
+        figures, simulated, cases = simulations.measure(clerks)
+        seconds = round(time.perf_counter() - clock, 2)
+        record = Round(phase, sum(clerks.values()), len(figures.found), simulated, cases, seconds)
         result.rounds.append(record)
         if on_round:
             on_round(record)
-        return found, reps
+        return figures
 
-    found, reps = evaluate("start")
-    waits, utils = _pool_waits(reps)
+    figures = evaluate("start")
     frozen: set[Pool] = set()
-    confirmed = True  # the staffing as it stands was simulated as a whole
-    rounds = 1
-    while rounds < max_rounds:
-        if found:  # grow: the longest-waiting pool behind every miss gets a clerk
-            grown = _to_grow(found, waits, clerks)
+    while len(result.rounds) <= max_rounds:  # the no-queue run is not a round
+        if figures.found:  # grow: the longest-waiting pool behind every miss gets a clerk
+            grown = _to_grow(figures.found, figures.waits, clerks)
             if not grown:
                 break
             for pool in grown:
                 clerks[pool] += 1
-            found, reps = evaluate("grow")
-            waits, utils = _pool_waits(reps)
-            confirmed = True
-            rounds += 1
+            figures = evaluate("grow")
             continue
-        trial = _to_trim(utils, clerks, frozen, floor)
+        trial = _to_trim(figures.utils, clerks, frozen, floor)
         if not trial:
-            if confirmed:
-                break
-            # the staffing pieced together from the counties' own rounds, simulated whole
-            found, reps = evaluate("confirm")
-            waits, utils = _pool_waits(reps)
-            confirmed = True
-            rounds += 1
-            continue
+            break
         for pool in trial:
             clerks[pool] -= 1
-        found, reps = evaluate("trim")
-        rounds += 1
-        confirmed = _settle_trim(trial, found, reps, clerks, frozen, (waits, utils))
-        found = []
-    result.misses = found
-    result.utilisation = utils
+        figures = _settle_trim(trial, evaluate("trim"), clerks, frozen, simulations)
+    result.misses = figures.found
+    result.utilisation = figures.utils
     return result
 
 
 def _settle_trim(
     trial: set[Pool],
-    found: list[Miss],
-    reps: list[RepStats],
+    figures: _Figures,
     clerks: dict[Pool, int],
     frozen: set[Pool],
-    figures: tuple[dict[Pool, float], dict[Pool, float]],
-) -> bool:
-    """After a trim round: counties are independent, so a county whose trim failed goes
-    back to the staffing it had — whose figures (``figures``: waits, utilisations) are
-    those of the round before — without a round of its own, its pool frozen; the others
-    keep the trim and take its figures.  True when no county failed (the staffing as it
-    stands is the one just simulated)."""
-    waits, utils = figures
-    trimmed_waits, trimmed_utils = _pool_waits(reps)
-    failed = {miss.county for miss in found}
+    simulations: _CountySimulations,
+) -> _Figures:
+    """After a trim round: a county whose trim failed goes back to the staffing it had
+    (simulated before, so nothing is simulated again) and that pool keeps its clerks."""
+    failed = {miss.county for miss in figures.found}
     for pool in trial:
         if pool[1] in failed:
             clerks[pool] += 1
             frozen.add(pool)
-    for pool, value in trimmed_utils.items():
-        if pool[1] not in failed:
-            utils[pool] = value
-            waits[pool] = trimmed_waits[pool]
-    return not failed
+    if not failed:
+        return figures
+    settled, simulated, _ = simulations.measure(clerks)
+    if simulated or settled.found:
+        raise RuntimeError(f"a trim was undone but {simulated or settled.found} changed")
+    return settled
 
 
 def plan_document(result: Plan, attainment: float, scenario: Scenario) -> dict[str, Any]:
