@@ -4,7 +4,8 @@ Runs ``govflow plan --scenario scenarios/shangrao-2021.yaml --attainment 0.95`` 
 README's line, with ``--out`` into a temporary folder — with this tree's code and with
 ``--against COMMIT``'s (a temporary git worktree, its own ``python -m govflow.cli``),
 taking turns, ``--runs`` times each.  Per side: wall time, rounds, simulations run
-(replications of every round and of the no-queue run), total clerks, still missing
+(in city-year replications: a round that simulates some counties, or
+one replication of a trial, counts its share of the cases), total clerks, still missing
 (must be none) and the not-fixable list (must be the same on both sides).  The figure is
 the ratio of the median wall times, HEAD ÷ COMMIT; the goal is ≤ 2 minutes for HEAD.
 
@@ -31,6 +32,7 @@ from city_year import head_commit, worktree
 
 GOAL_S = 120.0
 SCENARIO = "scenarios/shangrao-2021.yaml"
+REPLICATIONS = 2  # the plan's default
 
 
 def plan_once(tree: Path, executor: str) -> dict[str, Any]:
@@ -49,6 +51,14 @@ def plan_once(tree: Path, executor: str) -> dict[str, Any]:
             raise SystemExit(done.returncode)
         document = json.loads((Path(out) / "plan.json").read_text(encoding="utf-8"))
     rounds = document["rounds"]
+    if rounds and rounds[0]["phase"] == "no-queue":
+        # the run with unlimited clerks is recorded first, and each record counts the
+        # cases it simulated (a round may simulate some counties, a trial one replication)
+        one_year = rounds[0]["cases"] / REPLICATIONS
+        simulations = sum(r["cases"] for r in rounds) / one_year
+        rounds = rounds[1:]
+    else:  # before: every round and the no-queue run simulated every replication whole
+        simulations = (len(rounds) + 1) * REPLICATIONS
     unfixable = sorted(
         f"{r['matter']}/{r['metric']}/{r['scope']}/{r['county']}"
         for r in document["not_fixable_by_staffing"]
@@ -57,8 +67,7 @@ def plan_once(tree: Path, executor: str) -> dict[str, Any]:
         "seconds": rounded(seconds, 1),
         "rounds": len(rounds),
         "phases": [r["phase"] for r in rounds],
-        # every round and the no-queue run simulate the plan's replications (default 2)
-        "simulations": (len(rounds) + 1) * 2,
+        "simulations": rounded(simulations, 1),
         "clerks": document["total_clerks"],
         "still_missing": len(document["still_missing"]),
         "not_fixable": unfixable,

@@ -519,6 +519,16 @@ def plan_command(
             "queueing may cost below the no-queue result.",
         ),
     ] = 0.01,
+    max_utilisation: Annotated[
+        float,
+        typer.Option(
+            "--max-utilisation",
+            min=0.05,
+            max=1.0,
+            help="No pool is planned above this expected utilisation (clerk time "
+            "offered ÷ clerk time available); 1: only what a stable queue needs.",
+        ),
+    ] = 0.85,
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Output folder.")] = None,
 ) -> None:
     """The fewest clerks per department and county that meet every target.
@@ -547,6 +557,7 @@ def plan_command(
             seed=seed,
             executor=_executor(executor, workers),
             slack=slack,
+            max_utilisation=max_utilisation,
             on_round=lambda r: progress.update(
                 task, description=f"{r.phase}: {r.clerks} clerks, {r.misses} misses"
             ),

@@ -10,7 +10,7 @@ for a simulation whose cases within a run are correlated through shared queues.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -337,8 +337,8 @@ def run_replications(
     if counties is not None:
         if logs is not None:
             raise ValueError("a run of some counties writes no event logs")
-        some: list[tuple[Any, ...]] = [(s, None, counties) for s in seeds]
-        return run_all(spec, _run_one, some, shared=shared, progress=progress)
+        parts = [(r, counties) for r in range(replications)]
+        return run_parts(catalog, scenario, parts, seed=seed, executor=spec, progress=progress)
     if spec.kind == "local" or logs is None:
         jobs = [(s, logs if r == 0 else None) for r, s in enumerate(seeds)]
         return run_all(spec, _run_one, jobs, shared=shared, progress=progress)
@@ -355,6 +355,25 @@ def run_replications(
         if progress:
             progress(1)
         return [first, *others.result()]
+
+
+def run_parts(
+    catalog: Catalog,
+    scenario: Scenario,
+    parts: Sequence[tuple[int, tuple[str, ...]]],
+    *,
+    seed: int,
+    executor: ExecutorSpec = LOCAL,
+    progress: Callable[[int], None] | None = None,
+) -> list[RepStats]:
+    """For each ``(r, counties)`` part: replication ``r`` of ``seed`` (as in
+    :func:`run_replications`), simulating only those counties' cases; in part order.
+    Parts run in parallel like replications (the planner runs one county a part)."""
+    if not parts:
+        return []
+    seeds = replication_seeds(seed, max(r for r, _ in parts) + 1)
+    jobs: list[tuple[Any, ...]] = [(seeds[r], None, counties) for r, counties in parts]
+    return run_all(executor, _run_one, jobs, shared=(catalog, scenario), progress=progress)
 
 
 def t_interval(samples: list[float]) -> list[float] | None:

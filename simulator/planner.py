@@ -3,8 +3,9 @@
 Counties are independent (a case stays in its county), so the planner judges every
 (matter, target, county) on its own and adjusts every pool at once each round:
 
-1. start each pool at the clerks its expected workload needs at 85 % utilisation
-   (never below one, never below the offered load);
+1. start each pool at the fewest clerks that keep its expected utilisation at or below
+   ``max_utilisation`` (85 %, a staffing policy's maximum occupancy; never below one,
+   always more than the offered load);
 2. simulate once with unlimited clerks: a (matter, target, county) that misses even
    then is *not fixable by staffing* (rework, lags or external time cause it); for it
    the goal becomes "no worse than without queueing" (1 point of attainment, 2 % of a
@@ -12,8 +13,9 @@ Counties are independent (a case stays in its county), so the planner judges eve
 3. *grow*: simulate; for every (matter, target, county) that misses its goal, add a
    clerk to the pool with the longest mean wait among the pools that serve the
    target's steps in that county; repeat until nothing misses;
-4. *trim*: in every county, try removing a clerk from the least utilised pool that
-   would stay stable (more clerks than its offered load); simulate; give the clerk back
+4. *trim*: in every county, try removing a clerk from the least utilised pool the grow
+   phase gave clerks to (no pool goes below its start); simulate — the trial's first
+   replication alone when it already misses a goal beyond chance; give the clerk back
    (for good) in every county where a target now misses — that county is then as it was
    the round before; repeat until no pool can lose a clerk.
 
@@ -30,7 +32,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -42,13 +44,15 @@ from services.core.scenario import Scenario
 from services.core.steps import expected_attempts
 from services.core.timing import to_duration
 from simulator.executors import LOCAL, ExecutorSpec
-from simulator.montecarlo import RepStats, run_replications
+from simulator.montecarlo import RepStats, run_parts, run_replications
 
 Pool = tuple[str, str]  # (department, county)
 
 #: The plan's targets are for 2021; later years' targets (e.g. 2022's) are not planned for.
 PLAN_YEAR = 2021
-START_UTILISATION = 0.85
+#: No pool is planned above this expected utilisation (a staffing policy's maximum
+#: occupancy): every pool starts there, and trims go no lower.
+MAX_UTILISATION = 0.85
 
 
 @dataclass
@@ -149,6 +153,9 @@ Key = tuple[str, int, str]  # (matter, target index, county)
 
 #: With unlimited clerks (nobody queues) this many clerks per pool stand in for "infinite".
 UNLIMITED = 10_000
+#: A trim's first replication decides it when a target misses by more than this many
+#: standard errors: the others would then have to beat the goal by as much (≈ 2 %).
+SCREEN_Z = 2.0
 #: Tolerances when a target misses even without queueing: staffing must not make it
 #: worse than the no-queue result by more than this.
 ATTAINMENT_SLACK = 0.01
@@ -160,8 +167,21 @@ def county_values(
 ) -> dict[Key, tuple[Target, float, list[Pool]]]:
     """Per (matter, target, county): the attainment (``each`` targets) or the county's
     mean / share (other targets), pooled over replications."""
+    return {
+        key: (target, value, pools)
+        for key, target, _, value, pools in _county_rows(catalog, scenario, reps)
+    }
+
+
+def county_cases(catalog: Catalog, scenario: Scenario, reps: list[RepStats]) -> dict[Key, int]:
+    """Per (matter, target, county): the cases :func:`county_values` measured."""
+    return {key: n for key, _, n, _, _ in _county_rows(catalog, scenario, reps)}
+
+
+def _county_rows(
+    catalog: Catalog, scenario: Scenario, reps: list[RepStats]
+) -> Iterator[tuple[Key, Target, int, float, list[Pool]]]:
     counties = list(scenario.counties)
-    out: dict[Key, tuple[Target, float, list[Pool]]] = {}
     for matter_id in reps[0].matters:
         matter = scenario.matter(catalog, matter_id)
         for i, target in enumerate(matter.targets):
@@ -182,12 +202,8 @@ def county_values(
                     value = 100 * total[1, c] / n
                 else:
                     value = total[2, c] / n
-                out[(matter_id, i, county)] = (
-                    target,
-                    float(value),
-                    _pools_of(matter, target, county),
-                )
-    return out
+                key = (matter_id, i, county)
+                yield key, target, int(n), float(value), _pools_of(matter, target, county)
 
 
 @dataclass(frozen=True)
@@ -198,6 +214,23 @@ class Goal:
     fixable: bool
     attainment: float  # for ``each`` targets
     bound: float  # for mean / share targets
+
+    def missed_beyond_chance(self, target: Target, value: float, n: int) -> bool:
+        """Missed by more than :data:`SCREEN_Z` standard errors of a share of ``n`` cases
+        at the goal — so far that further replications would almost surely not make up
+        for it (``each`` and share targets; a mean's spread is not known here)."""
+        if target.statistic == "each":
+            goal, measured = self.attainment, value
+        elif target.statistic == "share" or target.metric in SHARE_METRICS:
+            goal, measured = self.bound / 100, value / 100
+        else:
+            return False
+        if not 0 < goal < 1:
+            return not self.met(target, value)
+        spread = SCREEN_Z * math.sqrt(goal * (1 - goal) / n)
+        if target.statistic != "each" and target.bound == "at_most":
+            return measured > goal + spread
+        return measured < goal - spread
 
     def met(self, target: Target, value: float) -> bool:
         if target.statistic == "each":
@@ -266,7 +299,7 @@ def _to_trim(
     utils: dict[Pool, float], clerks: dict[Pool, int], frozen: set[Pool], floor: dict[Pool, int]
 ) -> set[Pool]:
     """One pool per county (counties are independent): the least utilised that may lose a
-    clerk and stay stable."""
+    clerk and stay above ``floor`` (its start: stable, under the utilisation cap)."""
     per_county: dict[str, Pool] = {}
     for pool, n in clerks.items():
         if pool in frozen or n <= floor[pool]:
@@ -300,8 +333,12 @@ class _CountySimulations:
 
     Counties share nothing and a case's draws are its own, so a run of some counties
     gives them exactly the figures a run of all would (:func:`run_replication`).  A
-    staffing is measured by simulating, together, only the counties whose own staffing
-    has not been simulated yet, and taking the others' figures from before."""
+    staffing is measured by simulating only the counties whose own staffing has not been
+    simulated yet, and taking the others' figures from before.
+
+    ``screen``: for trims, a county's trial runs its first replication alone, and the
+    others unless that one already misses a goal beyond chance
+    (:meth:`Goal.missed_beyond_chance`); a trim is accepted on all replications."""
 
     def __init__(
         self,
@@ -316,7 +353,10 @@ class _CountySimulations:
         self.catalog, self.scenario, self.targets = catalog, scenario, targets
         self.replications, self.seed, self.executor = replications, seed, executor
         self.counties = list(scenario.counties)
+        #: figures over every replication, per (county, its staffing)
         self.done: dict[tuple[str, tuple[tuple[str, int], ...]], _CountyFigures] = {}
+        #: figures of trials that missed in their first replication (not pursued)
+        self.screened: dict[tuple[str, tuple[tuple[str, int], ...]], _CountyFigures] = {}
 
     def _staffing(self, clerks: dict[Pool, int], county: str) -> tuple[tuple[str, int], ...]:
         return tuple(sorted((dept, n) for (dept, c), n in clerks.items() if c == county))
@@ -325,12 +365,19 @@ class _CountySimulations:
         """The counties whose staffing in ``clerks`` has not been simulated."""
         return [c for c in self.counties if (c, self._staffing(clerks, c)) not in self.done]
 
-    def measure(self, clerks: dict[Pool, int]) -> tuple[_Figures, list[str], int]:
-        """The staffing's figures; the counties simulated for them and their cases."""
-        stale = self.stale(clerks)
-        cases = 0
-        if stale:
-            staffed = self.scenario.with_clerks(clerks)
+    def _figures(self, staffed: Scenario, reps: list[RepStats], county: str) -> _CountyFigures:
+        values = county_values(self.catalog, staffed, reps)
+        waits, utils = _pool_waits(reps)
+        return _CountyFigures(
+            {k: v for k, v in values.items() if k[2] == county},
+            {p: w for p, w in waits.items() if p[1] == county},
+            {p: u for p, u in utils.items() if p[1] == county},
+        )
+
+    def _simulate(self, clerks: dict[Pool, int], stale: list[str], screen: bool) -> int:
+        """Simulate the stale counties' staffing; the cases simulated."""
+        staffed = self.scenario.with_clerks(clerks)
+        if not screen or self.replications == 1:
             reps = run_replications(
                 self.catalog,
                 staffed,
@@ -339,18 +386,62 @@ class _CountySimulations:
                 executor=self.executor,
                 counties=None if len(stale) == len(self.counties) else tuple(stale),
             )
-            cases = sum(r.cases for r in reps)
-            values = county_values(self.catalog, staffed, reps)
-            waits, utils = _pool_waits(reps)
             for county in stale:
-                self.done[(county, self._staffing(clerks, county))] = _CountyFigures(
-                    {k: v for k, v in values.items() if k[2] == county},
-                    {p: w for p, w in waits.items() if p[1] == county},
-                    {p: u for p, u in utils.items() if p[1] == county},
-                )
+                key = (county, self._staffing(clerks, county))
+                self.done[key] = self._figures(staffed, reps, county)
+            return sum(r.cases for r in reps)
+        first = self._replications(staffed, [0], stale)
+        pursued = []
+        for county in stale:
+            figures = self._figures(staffed, [first[(0, county)]], county)
+            cases = county_cases(self.catalog, staffed, [first[(0, county)]])
+            if any(
+                self.targets[key].missed_beyond_chance(target, value, cases[key])
+                for key, (target, value, _) in figures.values.items()
+                if key in self.targets
+            ):
+                self.screened[(county, self._staffing(clerks, county))] = figures
+            else:
+                pursued.append(county)
+        later = list(range(1, self.replications))
+        rest = self._replications(staffed, later, pursued)
+        for county in pursued:
+            reps = [first[(0, county)], *(rest[(r, county)] for r in later)]
+            key = (county, self._staffing(clerks, county))
+            self.done[key] = self._figures(staffed, reps, county)
+        return sum(r.cases for r in {id(r): r for r in (*first.values(), *rest.values())}.values())
+
+    def _replications(
+        self, staffed: Scenario, replications: list[int], counties: list[str]
+    ) -> dict[tuple[int, str], RepStats]:
+        """Replications of some counties, the counties of each split into as many parts
+        as there are local processes (balanced by demand share, the largest first), one
+        county a part on a cluster; per (replication, county) the run that simulated it."""
+        if not counties or not replications:
+            return {}
+        share = self.scenario.counties
+        bins: list[list[str]] = [[] for _ in range(min(self._slots(), len(counties)))]
+        for county in sorted(counties, key=lambda c: -share[c]):
+            min(bins, key=lambda b: sum(share[c] for c in b)).append(county)
+        parts = [(r, tuple(b)) for r in replications for b in bins]
+        reps = run_parts(self.catalog, staffed, parts, seed=self.seed, executor=self.executor)
+        return {(r, c): rep for (r, b), rep in zip(parts, reps, strict=True) for c in b}
+
+    def _slots(self) -> int:
+        if self.executor.kind == "local":
+            return max(1, self.executor.workers)
+        return len(self.counties)
+
+    def measure(
+        self, clerks: dict[Pool, int], *, screen: bool = False
+    ) -> tuple[_Figures, list[str], int]:
+        """The staffing's figures; the counties simulated for them and their cases."""
+        stale = self.stale(clerks)
+        cases = self._simulate(clerks, stale, screen) if stale else 0
         figures = _Figures([], {}, {})
         for county in self.counties:
-            part = self.done[(county, self._staffing(clerks, county))]
+            key = (county, self._staffing(clerks, county))
+            part = self.done.get(key) or self.screened[key]
             figures.found += misses(part.values, self.targets)
             figures.waits.update(part.waits)
             figures.utils.update(part.utils)
@@ -380,18 +471,21 @@ def plan(
     executor: ExecutorSpec = LOCAL,
     max_rounds: int = 30,
     slack: float = ATTAINMENT_SLACK,
+    max_utilisation: float = MAX_UTILISATION,
     on_round: Callable[[Round], None] | None = None,
 ) -> Plan:
     """Find the fewest clerks per pool that meet every plannable target (see module doc)."""
     if not 0 < attainment <= 1:
         raise ValueError("attainment must be in (0, 1]")
+    if not 0 < max_utilisation <= 1:
+        raise ValueError("max_utilisation must be in (0, 1]")
     seed = scenario.seed if seed is None else seed
     load = expected_load(catalog, scenario)
+    # the fewest clerks below the utilisation cap, and more than the load (stable)
     start = {
-        pool: max(1, math.ceil(offered / START_UTILISATION), math.floor(offered) + 1)
+        pool: max(1, math.ceil(offered / max_utilisation), math.floor(offered) + 1)
         for pool, offered in load.items()
     }
-    floor = {pool: max(1, math.floor(offered) + 1) for pool, offered in load.items()}
     clerks = dict(start)
     result = Plan(clerks=clerks, start=dict(start))
 
@@ -419,7 +513,7 @@ def plan(
 
     def evaluate(phase: str) -> _Figures:
         clock = time.perf_counter()
-        figures, simulated, cases = simulations.measure(clerks)
+        figures, simulated, cases = simulations.measure(clerks, screen=phase == "trim")
         seconds = round(time.perf_counter() - clock, 2)
         record = Round(phase, sum(clerks.values()), len(figures.found), simulated, cases, seconds)
         result.rounds.append(record)
@@ -438,7 +532,7 @@ def plan(
                 clerks[pool] += 1
             figures = evaluate("grow")
             continue
-        trial = _to_trim(figures.utils, clerks, frozen, floor)
+        trial = _to_trim(figures.utils, clerks, frozen, start)
         if not trial:
             break
         for pool in trial:

@@ -30,6 +30,7 @@ from typing import NamedTuple
 
 _PRUNE_EVERY = 64  # assignments between sweeps of expired gaps
 _heapreplace = heapq.heapreplace
+_heappush = heapq.heappush
 _new = tuple.__new__  # an Assignment built without the NamedTuple constructor (hot path)
 
 
@@ -53,7 +54,13 @@ class ClerkPool:
         self.name = name
         self.clerks = clerks
         self.backfill = backfill
-        self._free: list[tuple[int, int]] = [(0, i) for i in range(clerks)]
+        # Clerks join the heap when first needed, in index order: one who never worked
+        # has been free since 0, so the heap's earliest-free clerk is the earliest-free
+        # of all unless it is busy at 0 and someone has not worked yet — then that one.
+        # A pool of thousands (the planner's "unlimited") keeps a heap as deep as the
+        # clerks ever busy at once.
+        self._free: list[tuple[int, int]] = [(0, 0)]
+        self._unhired = clerks - 1  # clerks not in the heap yet (free since 0)
         self._gaps: list[tuple[int, int, int]] = []  # (start, end, clerk) idle, end > start
         self._latest = 0  # latest arrival seen
         self.busy_us = 0
@@ -73,9 +80,17 @@ class ClerkPool:
                 return given
         free = self._free
         free_at, clerk = free[0]
-        start = arrival if arrival > free_at else free_at
-        done = start + work
-        _heapreplace(free, (done, clerk))
+        if free_at and self._unhired:  # a clerk who has not worked yet takes it
+            clerk = self.clerks - self._unhired
+            self._unhired -= 1
+            free_at = 0
+            start = arrival
+            done = start + work
+            _heappush(free, (done, clerk))
+        else:
+            start = arrival if arrival > free_at else free_at
+            done = start + work
+            _heapreplace(free, (done, clerk))
         if self.backfill:
             if start > free_at:
                 self._gaps.append((free_at, start, clerk))
@@ -86,7 +101,7 @@ class ClerkPool:
         return _new(Assignment, (clerk, start, done))
 
     def _fit_in_gap(self, arrival: int, work: int) -> Assignment | None:
-        fifo_start = max(arrival, self._free[0][0])
+        fifo_start = max(arrival, 0 if self._unhired else self._free[0][0])
         best: tuple[int, int, int] | None = None  # (start, gap start, index)
         expiry = self._latest - self.backfill
         for index, (gap_start, gap_end, _) in enumerate(self._gaps):
@@ -142,6 +157,7 @@ class ClerkPool:
         free_at = list(state["free_at"])  # type: ignore[call-overload]
         pool = cls(len(free_at), name, int(state.get("backfill", 0)))  # type: ignore[call-overload]
         pool._free = [(int(t), i) for i, t in enumerate(free_at)]
+        pool._unhired = 0
         heapq.heapify(pool._free)
         pool.busy_us = int(state["busy_us"])  # type: ignore[call-overload]
         pool.assigned = int(state["assigned"])  # type: ignore[call-overload]

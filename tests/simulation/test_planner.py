@@ -16,9 +16,12 @@ from simulator.engine import Replication, run_replication
 from simulator.executors import LOCAL
 from simulator.montecarlo import measure_replication, run_replications
 from simulator.planner import (
+    PLAN_YEAR,
+    Goal,
     _CountySimulations,
     _pool_waits,
     county_values,
+    expected_load,
     goals,
     misses,
     plan,
@@ -124,3 +127,29 @@ def test_the_plan_pieced_from_counties_meets_its_goals_simulated_whole():
     assert misses(county_values(CATALOG, staffed, reps), targets) == []
     # the utilisations reported are those of the final staffing simulated whole
     assert _pool_waits(reps)[1] == result.utilisation
+
+
+def test_a_trial_is_decided_by_its_first_replication_only_beyond_chance():
+    each = next(
+        t
+        for m in CATALOG.matters
+        for t in m.targets
+        if t.statistic == "each" and t.year == PLAN_YEAR
+    )
+    goal = Goal(True, 0.95, each.value)
+    # 400 cases: two standard errors of 95 % are 2.2 points
+    assert goal.missed_beyond_chance(each, 0.92, 400)
+    assert not goal.missed_beyond_chance(each, 0.935, 400)  # missed, but maybe by chance
+    assert not goal.missed_beyond_chance(each, 0.96, 400)
+    assert goal.missed_beyond_chance(each, 0.935, 40_000)
+    mean = next(t for m in CATALOG.matters for t in m.targets if t.statistic == "mean")
+    assert not Goal(True, 0.95, mean.value).missed_beyond_chance(mean, 1e9, 10)
+
+
+def test_no_pool_is_trimmed_below_the_utilisation_cap():
+    scenario = restrict(_scenario("fault-paths"), "water_connection")
+    capped = plan(CATALOG, scenario, seed=5, max_utilisation=0.5)
+    assert all(capped.clerks[p] >= n for p, n in capped.start.items())
+    load = expected_load(CATALOG, scenario)
+    assert all(n >= load[p] / 0.5 for p, n in capped.start.items())
+    assert capped.misses == []

@@ -85,6 +85,21 @@ def test_a_restored_pool_continues_like_the_original(before, after, clerks):
     assert restored.snapshot() == pool.snapshot()
 
 
+@given(jobs, st.integers(1, 40), st.sampled_from([0, 50 * HOUR]), st.booleans())
+def test_clerks_taken_on_when_first_needed_serve_as_a_full_heap_would(
+    work, clerks, backfill, in_order
+):
+    """A pool keeps in its heap only the clerks who have worked; a restored pool starts
+    with all of them there (every one free since 0): both give the same schedule."""
+    work = sorted(work) if in_order else work
+    lazy = ClerkPool(clerks, backfill=backfill)
+    full = ClerkPool.restore(ClerkPool(clerks, backfill=backfill).snapshot())
+    assert len(full._free) == clerks and len(lazy._free) == 1
+    assert schedule(lazy, work) == schedule(full, work)
+    assert lazy.snapshot() == full.snapshot()
+    assert len(lazy._free) <= min(clerks, len(work))
+
+
 def test_a_pool_needs_clerks_and_a_sane_horizon():
     with pytest.raises(ValueError, match="at least one clerk"):
         ClerkPool(0, "power/yushan")
