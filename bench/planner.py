@@ -71,6 +71,11 @@ def plan_once(tree: Path, executor: str) -> dict[str, Any]:
         "clerks": document["total_clerks"],
         "still_missing": len(document["still_missing"]),
         "not_fixable": unfixable,
+        "staffing": {
+            f"{dept}/{county}": row["clerks"]
+            for dept, counties in document["departments"].items()
+            for county, row in counties.items()
+        },
     }
 
 
@@ -99,6 +104,12 @@ def main() -> int:
     t_ours = median([r["seconds"] for r in ours])
     t_theirs = median([r["seconds"] for r in theirs])
     same_unfixable = all(r["not_fixable"] == theirs[0]["not_fixable"] for r in ours + theirs)
+    # pool by pool: which pools the two planners staff differently
+    differ = sorted(
+        pool
+        for pool in set(ours[0]["staffing"]) | set(theirs[0]["staffing"])
+        if ours[0]["staffing"].get(pool) != theirs[0]["staffing"].get(pool)
+    )
     figures = {
         "head": head,
         "against": args.against,
@@ -116,6 +127,7 @@ def main() -> int:
         "against_clerks": theirs[0]["clerks"],
         "still_missing": max(r["still_missing"] for r in ours),
         "not_fixable_same": same_unfixable,
+        "pools_staffed_differently": differ,
         "not_fixable": len(ours[0]["not_fixable"]),
         "head_phases": ours[0]["phases"],
     }
@@ -123,7 +135,8 @@ def main() -> int:
         f"HEAD {head}: {t_ours:.0f} s, {figures['head_rounds']} rounds, "
         f"{figures['head_clerks']} clerks; {args.against}: {t_theirs:.0f} s, "
         f"{figures['against_rounds']} rounds, {figures['against_clerks']} clerks; ratio "
-        f"{figures['ratio']}; not-fixable list the same: {same_unfixable}"
+        f"{figures['ratio']}; not-fixable list the same: {same_unfixable}; pools staffed "
+        f"differently: {len(differ)}"
     )
     goal_line("plan, city year, two cores", t_ours, GOAL_S, at_least=False, unit="s")
     emit_json(figures)

@@ -162,9 +162,11 @@ class Replication:
         county = np.zeros(n, dtype=np.int64)
         department = np.zeros(n, dtype=np.int64)
         calendar = np.zeros(n, dtype=np.int64)
+        by_matter = np.argsort(_small(cols["matter"]), kind="stable")
+        bounds = np.searchsorted(cols["matter"][by_matter], np.arange(len(self.matters) + 1))
         for mi, matter_id in enumerate(self.matters):
-            rows = cols["matter"] == mi
-            if not rows.any():
+            rows = by_matter[bounds[mi] : bounds[mi + 1]]
+            if not len(rows):
                 continue
             outcome = self.outcomes[matter_id]
             county[rows] = outcome.arrivals.county[cols["seq"][rows]]
@@ -187,8 +189,30 @@ class Replication:
         self.__dict__["_columns"] = cols
         return cols
 
+    def rows_of(self, matter_index: int, step: int) -> np.ndarray:
+        """The step records of one matter's step, as row indices in record order
+        (grouped once per replication: a mask per step would scan every record)."""
+        grouped = self.__dict__.get("_grouped")
+        if grouped is None:
+            cols = self.steps.columns()
+            width = 1 + max((len(o.matter.steps) for o in self.outcomes.values()), default=0)
+            key = cols["matter"].astype(np.int64) * width + cols["step"]
+            order = np.argsort(_small(key), kind="stable")
+            bounds = np.searchsorted(key[order], np.arange(len(self.matters) * width + 1))
+            grouped = self.__dict__["_grouped"] = (order, bounds, width)
+        order, bounds, width = grouped
+        k = matter_index * width + step
+        return order[bounds[k] : bounds[k + 1]]
+
     def departments(self) -> list[str]:
         return sorted({s.department for o in self.outcomes.values() for s in o.matter.steps})
+
+
+def _small(key: np.ndarray) -> np.ndarray:
+    """``key`` as 16-bit integers when they fit: numpy sorts those stably by radix."""
+    if len(key) and key.min() >= 0 and key.max() < 2**15:
+        return key.astype(np.int16)
+    return key
 
 
 _SEQ_BITS = 32

@@ -106,14 +106,13 @@ def latency_unit(matter: Matter) -> str:
 def step_times(rep: Replication, matter_index: int, matter: Matter, n: int) -> StepTimes:
     """First enabling, last completion and attempts of each step, per case of a matter."""
     cols = rep.columns()
-    rows = cols["matter"] == matter_index
     enabled: dict[str, np.ndarray] = {}
     done: dict[str, np.ndarray] = {}
     attempts: dict[str, np.ndarray] = {}
     corrected_from: dict[str, np.ndarray] = {}
     corrected_to: dict[str, np.ndarray] = {}
     for si, step in enumerate(matter.steps):
-        sub = rows & (cols["step"] == si)
+        sub = rep.rows_of(matter_index, si)
         seq, att = cols["seq"][sub], cols["attempt"][sub]
         e = np.full(n, math.nan)
         d = np.full(n, math.nan)
@@ -132,10 +131,11 @@ def _corrections(
     cols: dict[str, np.ndarray], rows: np.ndarray, n: int
 ) -> tuple[np.ndarray, np.ndarray]:
     """Per case: when a step's attempt sent the applicant away to correct (补正, one
-    round at most) and when the next attempt was enabled (NaN: no correction)."""
+    round at most) and when the next attempt was enabled (NaN: no correction).
+    ``rows``: the step's records (row indices)."""
     start, end = np.full(n, math.nan), np.full(n, math.nan)
-    reworked = rows & (cols["outcome"] == Outcome.REWORK)
-    if not reworked.any():
+    reworked = rows[cols["outcome"][rows] == Outcome.REWORK]
+    if not len(reworked):
         return start, end
     seq, att = cols["seq"][reworked], cols["attempt"][reworked]
     start[seq] = cols["done"][reworked]
