@@ -9,7 +9,8 @@ one replication of a trial, counts its share of the cases), total clerks, still 
 (must be none) and the not-fixable list (must be the same on both sides).  The figure is
 the ratio of the median wall times, HEAD ÷ COMMIT; the goal is ≤ 2 minutes for HEAD.
 
-    .venv/bin/python bench/planner.py [--runs 1] [--against 8adbb00] [--executor local]
+    .venv/bin/python bench/planner.py [--runs 1] [--against 8adbb00] [--against-runs N]
+                                      [--executor local]
 
 Last line: one JSON object.
 """
@@ -83,6 +84,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=1)
     parser.add_argument("--against", default="8adbb00", help="the planner to compare with")
+    parser.add_argument(
+        "--against-runs", type=int, help="runs of the older planner (default: --runs)"
+    )
     parser.add_argument("--executor", default="local")
     args = parser.parse_args()
     head = head_commit()
@@ -91,6 +95,8 @@ def main() -> int:
         trees = {head: ROOT, args.against: stack.enter_context(worktree(args.against))}
         for run in range(args.runs):
             for label in (head, args.against):
+                if label != head and run >= (args.against_runs or args.runs):
+                    continue
                 row = plan_once(trees[label], args.executor)
                 rows[label].append(row)
                 print(
@@ -117,6 +123,8 @@ def main() -> int:
         "head_s": [r["seconds"] for r in ours],
         "against_s": [r["seconds"] for r in theirs],
         "head_median_s": rounded(t_ours, 1),
+        "head_max_s": rounded(max(r["seconds"] for r in ours), 1),
+        "head_runs_within_goal": sum(r["seconds"] <= GOAL_S for r in ours),
         "against_median_s": rounded(t_theirs, 1),
         "ratio": rounded(t_ours / t_theirs, 3),
         "head_rounds": ours[0]["rounds"],
