@@ -21,6 +21,7 @@ from services.core.catalog import load_catalog
 from services.core.scenario import load_scenario
 from simulator.executors import ExecutorSpec, parse_executor
 from simulator.montecarlo import RepStats, run_replications
+from simulator.planner import plan, restrict
 
 ROOT = Path(__file__).resolve().parents[2]
 CATALOG = load_catalog()
@@ -78,6 +79,29 @@ def test_the_same_results_locally_in_processes_and_on_dask(
     assert [r.seed for r in on_dask] == [r.seed for r in local_reps]
     assert _comparable(on_dask) == _comparable(local_reps) == _comparable(two_processes)
     assert len({r.cases for r in local_reps}) > 1  # the seeds differ, so the runs differ
+
+
+def test_the_same_plan_locally_in_processes_and_on_dask(cluster: LocalCluster) -> None:
+    """The planner splits a round into parts by county (one a part on a cluster, one per
+    process locally) and decides some trims on a first replication: the plan is the
+    same however the parts run."""
+    scenario = restrict(
+        load_scenario(ROOT / "scenarios" / "fault-paths.yaml", CATALOG), "water_connection"
+    )
+    dask = parse_executor(cluster.scheduler_address.replace("tcp://", "dask://"))
+    plans = [
+        plan(CATALOG, scenario, seed=5, executor=spec)
+        for spec in (ExecutorSpec("local"), ExecutorSpec("local", workers=2), dask)
+    ]
+    assert any(r.phase == "trim" for r in plans[0].rounds)
+    for other in plans[1:]:
+        assert other.clerks == plans[0].clerks
+        assert [(r.phase, r.clerks, r.misses, r.counties, r.cases) for r in other.rounds] == [
+            (r.phase, r.clerks, r.misses, r.counties, r.cases) for r in plans[0].rounds
+        ]
+        assert [(m.matter, m.county, m.measured) for m in other.unfixable] == [
+            (m.matter, m.county, m.measured) for m in plans[0].unfixable
+        ]
 
 
 def test_a_worker_killed_mid_run_loses_no_replication(
