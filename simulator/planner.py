@@ -173,11 +173,6 @@ def county_values(
     }
 
 
-def county_cases(catalog: Catalog, scenario: Scenario, reps: list[RepStats]) -> dict[Key, int]:
-    """Per (matter, target, county): the cases :func:`county_values` measured."""
-    return {key: n for key, _, n, _, _ in _county_rows(catalog, scenario, reps)}
-
-
 def _county_rows(
     catalog: Catalog, scenario: Scenario, reps: list[RepStats]
 ) -> Iterator[tuple[Key, Target, int, float, list[Pool]]]:
@@ -365,14 +360,23 @@ class _CountySimulations:
         """The counties whose staffing in ``clerks`` has not been simulated."""
         return [c for c in self.counties if (c, self._staffing(clerks, c)) not in self.done]
 
-    def _figures(self, staffed: Scenario, reps: list[RepStats], county: str) -> _CountyFigures:
-        values = county_values(self.catalog, staffed, reps)
+    def _split(
+        self, staffed: Scenario, reps: list[RepStats], counties: list[str]
+    ) -> dict[str, tuple[_CountyFigures, dict[Key, int]]]:
+        """Per county: the figures the replications measured, and each key's cases."""
+        rows = list(_county_rows(self.catalog, staffed, reps))
         waits, utils = _pool_waits(reps)
-        return _CountyFigures(
-            {k: v for k, v in values.items() if k[2] == county},
-            {p: w for p, w in waits.items() if p[1] == county},
-            {p: u for p, u in utils.items() if p[1] == county},
-        )
+        return {
+            county: (
+                _CountyFigures(
+                    {k: (t, v, pools) for k, t, _, v, pools in rows if k[2] == county},
+                    {p: w for p, w in waits.items() if p[1] == county},
+                    {p: u for p, u in utils.items() if p[1] == county},
+                ),
+                {k: n for k, _, n, _, _ in rows if k[2] == county},
+            )
+            for county in counties
+        }
 
     def _simulate(self, clerks: dict[Pool, int], stale: list[str], screen: bool) -> int:
         """Simulate the stale counties' staffing; the cases simulated."""
@@ -386,15 +390,16 @@ class _CountySimulations:
                 executor=self.executor,
                 counties=None if len(stale) == len(self.counties) else tuple(stale),
             )
-            for county in stale:
-                key = (county, self._staffing(clerks, county))
-                self.done[key] = self._figures(staffed, reps, county)
+            for county, (figures, _) in self._split(staffed, reps, stale).items():
+                self.done[(county, self._staffing(clerks, county))] = figures
             return sum(r.cases for r in reps)
         first = self._replications(staffed, [0], stale)
+        measured: dict[str, tuple[_CountyFigures, dict[Key, int]]] = {}
+        for rep in {id(r): r for r in first.values()}.values():
+            measured |= self._split(staffed, [rep], [c for c in stale if first[(0, c)] is rep])
         pursued = []
         for county in stale:
-            figures = self._figures(staffed, [first[(0, county)]], county)
-            cases = county_cases(self.catalog, staffed, [first[(0, county)]])
+            figures, cases = measured[county]
             if any(
                 self.targets[key].missed_beyond_chance(target, value, cases[key])
                 for key, (target, value, _) in figures.values.items()
@@ -405,10 +410,14 @@ class _CountySimulations:
                 pursued.append(county)
         later = list(range(1, self.replications))
         rest = self._replications(staffed, later, pursued)
+        together: dict[tuple[int, ...], list[str]] = {}  # counties simulated in the same runs
         for county in pursued:
-            reps = [first[(0, county)], *(rest[(r, county)] for r in later)]
-            key = (county, self._staffing(clerks, county))
-            self.done[key] = self._figures(staffed, reps, county)
+            runs = [first[(0, county)], *(rest[(r, county)] for r in later)]
+            together.setdefault(tuple(map(id, runs)), []).append(county)
+        for counties in together.values():
+            runs = [first[(0, counties[0])], *(rest[(r, counties[0])] for r in later)]
+            for county, (figures, _) in self._split(staffed, runs, counties).items():
+                self.done[(county, self._staffing(clerks, county))] = figures
         return sum(r.cases for r in {id(r): r for r in (*first.values(), *rest.values())}.values())
 
     def _replications(
